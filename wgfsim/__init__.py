@@ -1,0 +1,19 @@
+"""wgfsim: particle simulation of Wasserstein gradient flows and drifting fields.
+
+Public calls::
+
+    wgfsim.velocity(name, x, y, *, a=None, b=None, rng=None, backend="auto", **params)
+    wgfsim.energy(name, x, y, **params)
+    wgfsim.flows.names()
+    wgfsim.lse_bary(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, backend="auto")
+
+The math contract is FLOWS.md; every field is documented in ``docs/flows/``.
+"""
+
+__version__ = "0.1.0"
+
+from . import analytic, flows, primitives  # noqa: E402
+from .flows import Field, energy, velocity  # noqa: E402
+from .primitives import lse_bary  # noqa: E402
+
+__all__ = ["velocity", "energy", "Field", "flows", "primitives", "analytic", "lse_bary", "__version__"]

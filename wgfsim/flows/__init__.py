@@ -1,0 +1,212 @@
+"""The velocity fields, one module each, registered by name (FLOWS.md sections 1-8).
+
+A flow is a frozen ``Params`` dataclass (its options, validated on
+construction) and a function ``velocity(x, y, a, b, params, ctx) -> v`` written
+against :mod:`wgfsim.primitives` and array-namespace arithmetic, plus
+``energy(...) -> float`` for the true gradient flows.  ``Field`` binds a flow
+to its options, a backend and a random generator, and keeps the state a flow
+carries between calls (Sinkhorn's potentials for warm starts).
+
+Public calls: :func:`velocity`, :func:`energy`, :func:`names`, :func:`get`,
+:func:`make_params`, :class:`Field`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..backend import array_namespace, resolve_backend
+
+__all__ = ["Flow", "Context", "Field", "register", "get", "names", "make_params", "options", "velocity", "energy"]
+
+
+@dataclass
+class Context:
+    """What a flow may use besides its inputs: the backend, the RNG, and carried state."""
+
+    backend: str
+    rng: np.random.Generator
+    state: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A registry entry: the flow's name, options, velocity and (for gradient flows) energy."""
+
+    name: str
+    Params: type
+    velocity: Callable[..., Any]
+    energy: Callable[..., float] | None = None
+    weights: bool = True  # accepts particle weights a and target weights b
+    summary: str = ""
+    energy_name: str = ""
+
+
+_REGISTRY: dict[str, Flow] = {}
+
+
+def register(flow: Flow) -> Flow:
+    _REGISTRY[flow.name] = flow
+    return flow
+
+
+def names() -> list[str]:
+    """The registered flows, in registration order."""
+    return list(_REGISTRY)
+
+
+def get(name: str) -> Flow:
+    """The registry entry for ``name``; unknown names raise with a did-you-mean."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        hint = difflib.get_close_matches(str(name), _REGISTRY, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ValueError(f"flow: unknown flow {name!r}{extra}; expected one of {names()}") from None
+
+
+def options(name: str) -> dict[str, Any]:
+    """The options of flow ``name`` and their defaults."""
+    return {f.name: f.default for f in dataclasses.fields(get(name).Params)}
+
+
+def make_params(name: str, **opts):
+    """Build and validate ``name``'s Params; an unknown option raises with a did-you-mean."""
+    flow = get(name)
+    known = options(name)
+    for key in opts:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ValueError(f"{name}: unknown option {key!r}{extra}; {name} takes {sorted(known)}")
+    return flow.Params(**opts)
+
+
+def _as_points(arr, argname, dtype=None):
+    xp = array_namespace(arr) if not isinstance(arr, (list, tuple)) else np
+    arr = xp.asarray(arr)
+    if arr.ndim == 1:
+        raise ValueError(f"{argname}: expected a 2-D array (points, dim), got 1-D shape {arr.shape}; use {argname}[:, None] for 1-D points")
+    if arr.ndim != 2:
+        raise ValueError(f"{argname}: expected a 2-D array (points, dim), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{argname}: expected at least one point, got an empty array")
+    if not xp.isdtype(arr.dtype, "real floating"):
+        arr = xp.astype(arr, xp.float64)
+    if dtype is not None:
+        arr = xp.astype(arr, dtype)
+    if not bool(xp.all(xp.isfinite(arr))):
+        raise ValueError(f"{argname}: contains NaN or inf")
+    return arr
+
+
+def _as_weights(w, n, argname, like):
+    if w is None:
+        return None
+    xp = array_namespace(like)
+    w = xp.asarray(w, dtype=like.dtype)
+    if w.shape != (n,):
+        raise ValueError(f"{argname}: expected shape ({n},), got {tuple(w.shape)}")
+    if not bool(xp.all(xp.isfinite(w))) or bool(xp.any(w < 0)):
+        raise ValueError(f"{argname}: weights must be finite and non-negative")
+    total = float(xp.sum(w))
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"{argname}: weights must sum to 1, got {total:.8g}")
+    return w
+
+
+def _rng(rng) -> np.random.Generator:
+    if rng is None:
+        return np.random.default_rng(0)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(int(rng))
+    raise ValueError(f"rng: expected a numpy.random.Generator or an int seed, got {type(rng).__name__}")
+
+
+class Field:
+    """A flow bound to its options: ``Field("sinkhorn", epsilon=0.01)(x, y)`` is its velocity.
+
+    The bound field keeps the state a flow carries from call to call (Sinkhorn
+    warm starts), so a particle loop holds one ``Field`` per run.
+    """
+
+    def __init__(self, name: str, *, rng=None, backend: str = "auto", **params):
+        self.flow = get(name)
+        self.params = make_params(name, **params)
+        self.ctx = Context(backend=backend, rng=_rng(rng))
+
+    @property
+    def name(self) -> str:
+        return self.flow.name
+
+    def _prepare(self, x, y, a, b):
+        x = _as_points(x, "x")
+        y = _as_points(y, "y", dtype=x.dtype)
+        if x.shape[1] != y.shape[1]:
+            raise ValueError(f"x and y: dimensions differ (x has {x.shape[1]}, y has {y.shape[1]})")
+        if (a is not None or b is not None) and not self.flow.weights:
+            raise ValueError(f"{self.name}: does not take particle or target weights (a, b); pass uniform samples")
+        a = _as_weights(a, x.shape[0], "a", x)
+        b = _as_weights(b, y.shape[0], "b", x)
+        backend = resolve_backend(self.ctx.backend, x, y)
+        return x, y, a, b, backend
+
+    def __call__(self, x, y, a=None, b=None):
+        """The velocity v(x) (N, d), same type and dtype as x."""
+        x, y, a, b, backend = self._prepare(x, y, a, b)
+        ctx = dataclasses.replace(self.ctx, backend=backend)
+        ctx.state = self.ctx.state  # share the carried state, not a copy
+        return self.flow.velocity(x, y, a, b, self.params, ctx)
+
+    def energy(self, x, y, a=None, b=None) -> float:
+        """The flow's own functional at (q, p); only for true gradient flows."""
+        if self.flow.energy is None:
+            raise ValueError(
+                f"{self.name}: is not a Wasserstein gradient flow (Gretton et al. Prop. 3.2), so it has no energy; "
+                f"flows with one: {[n for n in names() if _REGISTRY[n].energy is not None]}"
+            )
+        x, y, a, b, backend = self._prepare(x, y, a, b)
+        ctx = Context(backend=backend, rng=self.ctx.rng, state=self.ctx.state)
+        return float(self.flow.energy(x, y, a, b, self.params, ctx))
+
+
+def velocity(name: str, x, y, *, a=None, b=None, rng=None, backend: str = "auto", **params):
+    """Velocity of flow ``name`` at particles ``x`` (N, d) towards targets ``y`` (M, d).
+
+    ``a`` (N,) and ``b`` (M,) are particle and target weights (default uniform);
+    ``rng`` a ``numpy.random.Generator`` or an int seed (sliced directions,
+    Monte-Carlo draws); ``params`` the flow's options (see :func:`options`).
+    Returns an array of x's shape, type and dtype.  One Euler step is
+    ``x + eta * v``.
+    """
+    return Field(name, rng=rng, backend=backend, **params)(x, y, a, b)
+
+
+def energy(name: str, x, y, *, a=None, b=None, rng=None, backend: str = "auto", **params) -> float:
+    """The functional that flow ``name`` descends, at (q, p), as a float.
+
+    MMD^2 (``mmd``), S_eps (``sinkhorn``), SW_2^2 (``sliced``), W_2^2
+    (``w2_exact``), KL(q_s || p_s) (``kl_kde_wgf``).  The other fields are not
+    gradient flows and raise ``ValueError``.
+    """
+    return Field(name, rng=rng, backend=backend, **params).energy(x, y, a, b)
+
+
+# registration: one import per flow module (each calls register)
+from . import (  # noqa: E402,F401
+    kl_kde,
+    kl_kde_wgf,
+    mmd,
+    sinkhorn,
+    sinkhorn_proxy,
+    drift_da2,
+    sliced,
+    w2_exact,
+)

@@ -1,0 +1,91 @@
+"""Option validation and the pieces several flows share."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..backend import array_namespace, to_numpy
+from ..primitives import COSTS, dense
+
+KERNELS = {
+    # kernel -> (cost, temperature from the bandwidth): k = exp(l) with l = -c/eps
+    "gaussian": ("sqeuclidean", lambda s: s * s),  # exp(-|x-y|^2 / (2 sigma^2))
+    "laplace": ("euclidean", lambda h: h),  # exp(-|x-y| / h)
+}
+
+
+def positive_floats(flow: str, option: str, value, allow_median: bool = False):
+    """A positive float or a non-empty list of them -> tuple of floats (``"median"`` kept)."""
+    if allow_median and value == "median":
+        return "median"
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if len(values) == 0:
+        raise ValueError(f"{flow}: option {option!r} expected a positive number or a non-empty list of them, got []")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or v <= 0:
+            expected = "a positive number, a list of them" + (', or "median"' if allow_median else "")
+            raise ValueError(f"{flow}: option {option!r} expected {expected}, got {value!r}")
+        out.append(float(v))
+    return tuple(out)
+
+
+def one_of(flow: str, option: str, value, choices):
+    if value not in choices:
+        raise ValueError(f"{flow}: option {option!r} expected one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def boolean(flow: str, option: str, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{flow}: option {option!r} expected true or false, got {value!r}")
+    return bool(value)
+
+
+def positive_int(flow: str, option: str, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{flow}: option {option!r} expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def cost_of(flow: str, value):
+    return one_of(flow, "cost", value, COSTS)
+
+
+def set_frozen(obj, **kwargs):
+    """Assign normalised values in a frozen dataclass's ``__post_init__``."""
+    for k, v in kwargs.items():
+        object.__setattr__(obj, k, v)
+
+
+def log_weights(w, n, like):
+    """log of the weights (uniform ``-log n`` when ``w`` is None), shape (n,), x's dtype."""
+    xp = array_namespace(like)
+    if w is None:
+        return xp.full((n,), -math.log(n), dtype=like.dtype)
+    with np.errstate(divide="ignore"):
+        return xp.log(w)
+
+
+def weights(w, n, like):
+    xp = array_namespace(like)
+    return xp.full((n,), 1.0 / n, dtype=like.dtype) if w is None else w
+
+
+def bandwidths(bw, x, y):
+    """The bandwidths to sum over; ``"median"`` is the median heuristic on the pooled points."""
+    if bw == "median":
+        xp = array_namespace(x)
+        pooled = to_numpy(xp.concat([x, y], axis=0))
+        med = dense.median_distance(pooled)
+        if med <= 0:
+            raise ValueError("bandwidth='median': the particles and targets all coincide, so the median distance is 0")
+        return (med,)
+    return bw
+
+
+def rms(v) -> float:
+    xp = array_namespace(v)
+    return float(xp.sqrt(xp.mean(xp.sum(v * v, axis=1))))

@@ -1,0 +1,65 @@
+"""KL-KDE drift (``kl_kde``): Deng et al. eq. 8-10; Gretton et al. eq. 14-16.
+
+Mean shift towards a weighted sample ``nu`` at temperature ``eps``::
+
+    B_eps[nu](x) = sum_j nu_j k(x, y_j) (y_j - x) / sum_j nu_j k(x, y_j)
+
+and the drift ``v(x) = B[p](x) - B[q](x)``.  For the Gaussian kernel
+``B = sigma^2 grad log(nu * k)`` (Tweedie), so ``v = sigma^2 (grad log p_sigma -
+grad log q_sigma)``, a scaled difference of Parzen-smoothed scores.  Several
+bandwidths sum their fields.  ``exclude_self`` drops ``i == j`` in ``B[q]``
+(Deng et al.'s "ignore self").  Not a gradient flow (no energy).
+
+Shapes: x (N, d), y (M, d), a (N,), b (M,) -> v (N, d).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import primitives
+from . import Flow, register
+from ._common import KERNELS, bandwidths, boolean, log_weights, one_of, positive_floats, set_frozen
+
+
+@dataclass(frozen=True)
+class Params:
+    bandwidth: float | tuple | str = 1.0
+    kernel: str = "gaussian"
+    exclude_self: bool = False
+
+    def __post_init__(self):
+        set_frozen(
+            self,
+            bandwidth=positive_floats("kl_kde", "bandwidth", self.bandwidth, allow_median=True),
+            kernel=one_of("kl_kde", "kernel", self.kernel, KERNELS),
+            exclude_self=boolean("kl_kde", "exclude_self", self.exclude_self),
+        )
+
+
+def mean_shift(x, y, log_nu, eps, cost, backend, exclude_diagonal=False):
+    """``B_eps[nu](x)`` (N, d): the mean shift of FLOWS.md eq. for B, one primitive call."""
+    return primitives.lse_shift(x, y, log_nu, eps=eps, cost=cost, exclude_diagonal=exclude_diagonal, backend=backend)[1]
+
+
+def velocity(x, y, a, b, params: Params, ctx):
+    cost, temperature = KERNELS[params.kernel]
+    la = log_weights(a, x.shape[0], x)  # (N,)
+    lb = log_weights(b, y.shape[0], x)  # (M,)
+    v = 0.0
+    for s in bandwidths(params.bandwidth, x, y):
+        eps = temperature(s)
+        v = v + mean_shift(x, y, lb, eps, cost, ctx.backend) - mean_shift(
+            x, x, la, eps, cost, ctx.backend, exclude_diagonal=params.exclude_self
+        )
+    return v
+
+
+FLOW = register(
+    Flow(
+        name="kl_kde",
+        Params=Params,
+        velocity=velocity,
+        summary="KL-KDE drift B[p] - B[q] (Deng et al. eq. 8-10; Gretton et al. eq. 14-16)",
+    )
+)

@@ -1,0 +1,183 @@
+"""Sinkhorn divergence flow (``sinkhorn``): Gretton et al. eq. 26-27 and 66.
+
+``S_eps(q, p) = OT_eps(q, p) - OT_eps(q, q)/2 - OT_eps(p, p)/2``.  With the
+row-stochastic conditional plans ``P^xy`` and ``P^xx`` of the converged
+log-domain Sinkhorn problems ``OT_eps(q, p)`` and ``OT_eps(q, q)``::
+
+    v(x_i) = sum_j P^xy_ij (y_j - x_i) - sum_k P^xx_ik (x_k - x_i)
+           = -grad_x [ f_qp - f_qq ](x_i)
+
+Log-domain updates (``la = log a``, ``lb = log b``), each one primitive call::
+
+    f_i = -eps * LSE_j( lb_j + (g_j - C_ij)/eps )
+    g_j = -eps * LSE_i( la_i + (f_i - C_ij)/eps )
+    P_ij = softmax_j( lb_j + (g_j - C_ij)/eps )
+
+The self problem uses the symmetric update ``f <- (f + T(f))/2``.  Iterations
+stop when the marginal error ``sum_i a_i |exp((f_i - T(g)_i)/eps) - 1|`` of
+both problems falls below ``tol``, or after ``max_iter`` (the paper used
+100).  A bound :class:`wgfsim.flows.Field` keeps the potentials between calls
+(warm start); ``scaling`` in (0, 1) anneals eps from the squared diameter on a
+cold start (eps-scaling).  With ``cost="euclidean"`` the displacements are
+unit vectors (the gradient of ``|x - y|``).
+
+Energy: ``S_eps = <a, f_qp> + <b, g_qp> - <a, f_qq> - <b, f_pp>``.
+
+Shapes: x (N, d), y (M, d), a (N,), b (M,) -> v (N, d).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .. import primitives
+from ..backend import array_namespace
+from . import Flow, register
+from ._common import cost_of, log_weights, positive_floats, positive_int, set_frozen, weights
+
+
+@dataclass(frozen=True)
+class Params:
+    epsilon: float | tuple = 0.01
+    cost: str = "sqeuclidean"
+    tol: float = 1e-6
+    max_iter: int = 100
+    scaling: float | None = None
+    warm_start: bool = True
+
+    def __post_init__(self):
+        if self.scaling is not None and not (isinstance(self.scaling, (int, float)) and 0 < self.scaling < 1):
+            raise ValueError(f"sinkhorn: option 'scaling' expected a number in (0, 1) or none, got {self.scaling!r}")
+        if not isinstance(self.tol, (int, float)) or isinstance(self.tol, bool) or not self.tol > 0:
+            raise ValueError(f"sinkhorn: option 'tol' expected a positive number, got {self.tol!r}")
+        set_frozen(
+            self,
+            epsilon=positive_floats("sinkhorn", "epsilon", self.epsilon),
+            cost=cost_of("sinkhorn", self.cost),
+            max_iter=positive_int("sinkhorn", "max_iter", self.max_iter),
+            tol=float(self.tol),
+        )
+
+
+def _softmin(x, y, log_w, pot, eps, cost, backend, exclude_diagonal=False):
+    """``-eps LSE_j(log_w_j + (pot_j - C_ij)/eps)`` (N,): the c-transform, one primitive call."""
+    return -eps * primitives.lse(x, y, log_w + pot / eps, eps=eps, cost=cost, backend=backend)
+
+
+def _marginal_error(a, f_old, f_new, eps):
+    xp = array_namespace(f_old)
+    return float(xp.sum(a * xp.abs(xp.expm1((f_old - f_new) / eps))))
+
+
+def _squared_diameter(x, y):
+    xp = array_namespace(x)
+    lo = xp.minimum(xp.min(x, axis=0), xp.min(y, axis=0))
+    hi = xp.maximum(xp.max(x, axis=0), xp.max(y, axis=0))
+    return float(xp.sum((hi - lo) ** 2))
+
+
+def solve(x, y, a, b, eps, cost, *, tol=1e-6, max_iter=100, scaling=None, init=None, self_problem=True, backend="auto"):
+    """Converge the cross problem OT_eps(q, p) and (optionally) the self problem OT_eps(q, q) together.
+
+    Returns ``(f_xy (N,), g_xy (M,), f_xx (N,) or None, iterations, error)``.
+    ``init`` = (g_xy, f_xx) warm-starts both; ``None`` starts cold.
+    """
+    xp = array_namespace(x)
+    n, m = x.shape[0], y.shape[0]
+    la, lb = log_weights(a, n, x), log_weights(b, m, x)
+    aw = weights(a, n, x)
+    if init is None:
+        g = xp.zeros((m,), dtype=x.dtype)
+        fxx = xp.zeros((n,), dtype=x.dtype) if self_problem else None
+        if scaling is not None:
+            # eps-scaling: a few sweeps at decreasing temperatures give a warm start at eps
+            e = max(eps, 0.5 * _squared_diameter(x, y) if cost == "sqeuclidean" else math.sqrt(_squared_diameter(x, y)))
+            while e > eps:
+                f = _softmin(x, y, lb, g, e, cost, backend)
+                g = -e * primitives.lse_cols(x, y, la + f / e, eps=e, cost=cost, backend=backend)
+                if self_problem:
+                    fxx = 0.5 * (fxx + _softmin(x, x, la, fxx, e, cost, backend))
+                e *= scaling
+    else:
+        g, fxx = init
+    f = _softmin(x, y, lb, g, eps, cost, backend)
+    err = math.inf
+    it = 0
+    for it in range(1, max_iter + 1):
+        g = -eps * primitives.lse_cols(x, y, la + f / eps, eps=eps, cost=cost, backend=backend)  # (M,)
+        f_new = _softmin(x, y, lb, g, eps, cost, backend)  # (N,)
+        err = _marginal_error(aw, f, f_new, eps)
+        f = f_new
+        if self_problem:
+            t = _softmin(x, x, la, fxx, eps, cost, backend)  # (N,)
+            err = max(err, _marginal_error(aw, fxx, t, eps))
+            fxx = 0.5 * (fxx + t)
+        if err < tol:
+            break
+    return f, g, fxx, it, err
+
+
+def self_potential(x, a, eps, cost, *, tol=1e-9, max_iter=10_000, backend="auto"):
+    """The symmetric potential of OT_eps(q, q) by ``f <- (f + T(f))/2`` (N,)."""
+    xp = array_namespace(x)
+    n = x.shape[0]
+    la, aw = log_weights(a, n, x), weights(a, n, x)
+    f = xp.zeros((n,), dtype=x.dtype)
+    for _ in range(max_iter):
+        t = _softmin(x, x, la, f, eps, cost, backend)
+        err = _marginal_error(aw, f, t, eps)
+        f = 0.5 * (f + t)
+        if err < tol:
+            break
+    return f
+
+
+def velocity(x, y, a, b, params: Params, ctx):
+    n, m = x.shape[0], y.shape[0]
+    la, lb = log_weights(a, n, x), log_weights(b, m, x)
+    unit = params.cost == "euclidean"
+    v = 0.0
+    for eps in params.epsilon:
+        key = ("sinkhorn", eps)
+        init = ctx.state.get(key) if params.warm_start else None
+        if init is not None and (init[0].shape != (m,) or init[1].shape != (n,) or init[0].dtype != x.dtype):
+            init = None  # the sizes changed: cold start
+        f, g, fxx, it, err = solve(
+            x, y, a, b, eps, params.cost, tol=params.tol, max_iter=params.max_iter,
+            scaling=params.scaling, init=init, backend=ctx.backend,
+        )
+        ctx.state[key] = (g, fxx)
+        ctx.state["sinkhorn_iterations"] = it
+        ctx.state["sinkhorn_error"] = err
+        # P^xy_ij = softmax_j(lb_j + (g_j - C_ij)/eps), P^xx_ik = softmax_k(la_k + (fxx_k - C_ik)/eps)
+        pull = primitives.lse_shift(x, y, lb + g / eps, eps=eps, cost=params.cost, unit=unit, backend=ctx.backend)[1]
+        push = primitives.lse_shift(x, x, la + fxx / eps, eps=eps, cost=params.cost, unit=unit, backend=ctx.backend)[1]
+        v = v + pull - push
+    return v
+
+
+def divergence(x, y, a, b, eps, cost="sqeuclidean", *, tol=1e-9, max_iter=10_000, backend="auto"):
+    """The debiased Sinkhorn divergence ``S_eps(q, p)`` (float), solved to ``tol``."""
+    xp = array_namespace(x)
+    n, m = x.shape[0], y.shape[0]
+    aw, bw = weights(a, n, x), weights(b, m, x)
+    f, g, fxx, _, _ = solve(x, y, a, b, eps, cost, tol=tol, max_iter=max_iter, backend=backend)
+    fyy = self_potential(y, b, eps, cost, tol=tol, max_iter=max_iter, backend=backend)
+    return float(xp.sum(aw * (f - fxx)) + xp.sum(bw * (g - fyy)))
+
+
+def energy(x, y, a, b, params: Params, ctx):
+    return sum(divergence(x, y, a, b, eps, params.cost, tol=min(params.tol, 1e-9), backend=ctx.backend) for eps in params.epsilon)
+
+
+FLOW = register(
+    Flow(
+        name="sinkhorn",
+        Params=Params,
+        velocity=velocity,
+        energy=energy,
+        energy_name="S_eps",
+        summary="debiased Sinkhorn divergence flow (Gretton et al. eq. 26-27, 66)",
+    )
+)

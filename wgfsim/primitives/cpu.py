@@ -1,0 +1,155 @@
+"""Fused Numba CPU kernel for the log-sum-exp / barycentre reduction.
+
+One pass over the columns per row, in blocks of ``_BLOCK`` columns: the
+block's logits go to a small per-thread buffer, the running maximum is raised
+to the block maximum (rescaling the accumulators once per block, the
+FlashAttention trick), then ``exp(logit - max)`` is accumulated.  Memory is
+O(N + M): nothing of size N x M is ever formed.  Rows run in parallel
+(``prange``); float32 and float64 inputs both accumulate in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = ["lse_shift"]
+
+_BLOCK = 256
+# exp(-700) ~ 1e-304: below that a term cannot change a float64 sum whose largest term is 1
+_EXP_FLOOR = -700.0
+# fastmath without 'nnan'/'ninf': -inf is the sentinel of an empty maximum and of masked pairs
+_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+@numba.njit(inline="always", fastmath=_FAST)
+def _exp_nonpositive(t):
+    """exp(t) for t <= 0, vectorisable: Cody-Waite reduction and a degree-13 polynomial.
+
+    LLVM cannot vectorise calls to libm's exp without a vector math library;
+    this branch-free version lets the whole block loop vectorise.
+    """
+    t = max(t, _EXP_FLOOR)
+    n = math.floor(t * 1.4426950408889634 + 0.5)
+    r = t - n * 0.6931471803691238 - n * 1.9082149292705877e-10
+    p = 1.6059043836821613e-10
+    p = p * r + 2.08767569878681e-09
+    p = p * r + 2.505210838544172e-08
+    p = p * r + 2.755731922398589e-07
+    p = p * r + 2.7557319223985893e-06
+    p = p * r + 2.48015873015873e-05
+    p = p * r + 0.0001984126984126984
+    p = p * r + 0.001388888888888889
+    p = p * r + 0.008333333333333333
+    p = p * r + 0.041666666666666664
+    p = p * r + 0.16666666666666666
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    return p, n
+
+
+@numba.njit(parallel=True, fastmath=_FAST, cache=True)
+def _kernel(x, yT, g, inv_eps, sqeuclidean, exclude_diagonal, unit, with_shift, lse_out, shift_out):
+    n, d = x.shape
+    m = yT.shape[1]
+    for i in numba.prange(n):
+        # every inner loop runs over the block's columns with stride 1, so LLVM
+        # vectorises it whatever d is
+        logit = np.empty(_BLOCK, dtype=np.float64)  # (B,) logits, then weights
+        aux = np.empty(_BLOCK, dtype=np.float64)  # (B,) squared distances, then 1/|y - x|
+        bits = np.empty(_BLOCK, dtype=np.int64)  # (B,) bits of the power-of-two factors
+        pow2 = bits.view(np.float64)  # (B,) the same bits read as 2^n
+        acc = np.zeros(d, dtype=np.float64)  # (d,)
+        mx = -np.inf
+        s = 0.0
+        for jb in range(0, m, _BLOCK):
+            nb = min(_BLOCK, m - jb)
+            # pass 1: squared distances, logits and their maximum
+            for jj in range(nb):
+                aux[jj] = 0.0
+            for k in range(d):
+                xik = np.float64(x[i, k])
+                for jj in range(nb):
+                    t = yT[k, jb + jj] - xik
+                    aux[jj] += t * t
+            bmax = -np.inf
+            if sqeuclidean:
+                for jj in range(nb):
+                    lj = g[jb + jj] - 0.5 * aux[jj] * inv_eps
+                    logit[jj] = lj
+                    bmax = max(bmax, lj)
+            else:
+                for jj in range(nb):
+                    lj = g[jb + jj] - math.sqrt(aux[jj]) * inv_eps
+                    logit[jj] = lj
+                    bmax = max(bmax, lj)
+            diag = i - jb if (exclude_diagonal and jb <= i < jb + nb) else -1
+            if diag >= 0:
+                logit[diag] = -np.inf
+                bmax = -np.inf
+                for jj in range(nb):
+                    bmax = max(bmax, logit[jj])
+            if bmax == -np.inf:
+                continue
+            if bmax > mx:
+                # raise the running maximum once per block and rescale what was summed
+                r = math.exp(mx - bmax) if mx > -np.inf else 0.0
+                s *= r
+                for k in range(d):
+                    acc[k] *= r
+                mx = bmax
+            # pass 2: weights exp(logit - max), one exp per pair
+            for jj in range(nb):
+                p, e = _exp_nonpositive(logit[jj] - mx)
+                logit[jj] = p
+                bits[jj] = (np.int64(e) + 1023) << 52
+            if diag >= 0:
+                bits[diag] = 0  # an exact zero weight, not exp(floor)
+            bsum = 0.0
+            for jj in range(nb):
+                w = logit[jj] * pow2[jj]
+                logit[jj] = w
+                bsum += w
+            s += bsum
+            if not with_shift:
+                continue
+            # pass 3: weighted displacements y_j - x_i (or their unit vectors)
+            if unit:
+                for jj in range(nb):
+                    nrm = math.sqrt(aux[jj])
+                    aux[jj] = 1.0 / nrm if nrm > 0.0 else 0.0
+                for jj in range(nb):
+                    logit[jj] *= aux[jj]
+            for k in range(d):
+                xik = np.float64(x[i, k])
+                a = 0.0
+                for jj in range(nb):
+                    a += logit[jj] * (yT[k, jb + jj] - xik)
+                acc[k] += a
+        if s > 0.0:
+            lse_out[i] = mx + math.log(s)
+            if with_shift:
+                for k in range(d):
+                    shift_out[i, k] = acc[k] / s
+        else:
+            lse_out[i] = -np.inf
+            if with_shift:
+                for k in range(d):
+                    shift_out[i, k] = 0.0
+
+
+def lse_shift(x, y, g, eps, cost="sqeuclidean", exclude_diagonal=False, unit=False, with_shift=True):
+    """Numba implementation of :func:`wgfsim.primitives.lse_shift` (NumPy in, NumPy out)."""
+    dtype = x.dtype
+    n, d = x.shape
+    m = y.shape[0]
+    x = np.ascontiguousarray(x)
+    yT = np.ascontiguousarray(y.T)  # (d, M): each coordinate contiguous over columns
+    g = np.zeros(m, dtype=np.float64) if g is None else np.ascontiguousarray(g, dtype=np.float64)
+    lse = np.empty(n, dtype=np.float64)
+    shift = np.empty((n, d), dtype=np.float64) if with_shift else np.empty((0, d), dtype=np.float64)
+    _kernel(x, yT, g, 1.0 / float(eps), cost == "sqeuclidean", bool(exclude_diagonal), bool(unit), bool(with_shift), lse, shift)
+    return lse.astype(dtype, copy=False), (shift.astype(dtype, copy=False) if with_shift else None)
