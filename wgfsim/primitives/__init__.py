@@ -26,7 +26,7 @@ import numpy as np
 from ..backend import resolve_backend
 from . import cpu, dense
 
-__all__ = ["lse_bary", "lse_shift", "lse", "lse_cols", "COSTS"]
+__all__ = ["lse_bary", "lse_shift", "lse", "lse_cols", "distance_sums", "COSTS"]
 
 COSTS = ("sqeuclidean", "euclidean")
 
@@ -74,6 +74,20 @@ def lse_shift(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, 
     _check(x, y, g, eps, cost, exclude_diagonal)
     impl = _IMPLEMENTATIONS[resolve_backend(backend, x, y)]
     return impl(x, y, g, float(eps), cost, bool(exclude_diagonal), bool(unit), True)
+
+
+# backend name -> implementation of distance_sums(x, y)
+_DISTANCE_SUMS = {
+    "numpy": lambda x, y: dense.distance_sums(x, y),
+    "numba": lambda x, y: cpu.distance_sums(x, y),
+    "cupy": lambda x, y: _gpu().distance_sums(x, y),
+}
+
+
+def distance_sums(x, y, *, backend="auto"):
+    """Row sums of Euclidean distances ``sum_j |x_i - y_j|`` (N,), for the energy distance."""
+    _check(x, y, None, 1.0, "euclidean", False)
+    return _DISTANCE_SUMS[resolve_backend(backend, x, y)](x, y)
 
 
 def lse_bary(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, backend="auto"):

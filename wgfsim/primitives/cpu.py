@@ -153,3 +153,25 @@ def lse_shift(x, y, g, eps, cost="sqeuclidean", exclude_diagonal=False, unit=Fal
     shift = np.empty((n, d), dtype=np.float64) if with_shift else np.empty((0, d), dtype=np.float64)
     _kernel(x, yT, g, 1.0 / float(eps), cost == "sqeuclidean", bool(exclude_diagonal), bool(unit), bool(with_shift), lse, shift)
     return lse.astype(dtype, copy=False), (shift.astype(dtype, copy=False) if with_shift else None)
+
+
+@numba.njit(parallel=True, fastmath=_FAST, cache=True)
+def _distance_sums_kernel(x, yT, out):
+    n, d = x.shape
+    m = yT.shape[1]
+    for i in numba.prange(n):
+        s = 0.0
+        for j in range(m):
+            d2 = 0.0
+            for k in range(d):
+                t = yT[k, j] - x[i, k]
+                d2 += t * t
+            s += math.sqrt(d2)
+        out[i] = s
+
+
+def distance_sums(x, y, exclude_diagonal=False):
+    """Numba row sums ``sum_j |x_i - y_j|`` (N,), O(N + M) memory."""
+    out = np.empty(x.shape[0], dtype=np.float64)
+    _distance_sums_kernel(np.ascontiguousarray(x), np.ascontiguousarray(y.T), out)
+    return out.astype(x.dtype, copy=False)

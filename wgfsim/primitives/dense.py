@@ -90,3 +90,14 @@ def mean_distance(x: np.ndarray, y: np.ndarray, max_points: int = 1024) -> float
     xs = _subsample(np.asarray(x, np.float64), max_points)
     ys = _subsample(np.asarray(y, np.float64), max_points)
     return float(np.sqrt(pairwise_sq_dists(xs, ys)).mean())
+
+
+def distance_sums(x, y, exclude_diagonal=False):
+    """Row sums ``sum_j |x_i - y_j|`` (N,), chunked (reference for the energy distance)."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    out = np.empty(x.shape[0])
+    chunk = max(1, _CHUNK_ELEMENTS // max(y.shape[0], 1))
+    for start in range(0, x.shape[0], chunk):
+        out[start:start + chunk] = np.sqrt(pairwise_sq_dists(x[start:start + chunk], y)).sum(axis=1)
+    return out  # the diagonal terms |x_i - x_i| are zero, so exclude_diagonal changes nothing
