@@ -79,16 +79,20 @@ def kl_kde_matrix(C, S, sigma):
     return s2 * (np.linalg.inv(C + s2 * eye) - np.linalg.inv(S + s2 * eye))
 
 
-def sliced_matrix(C, n_angles: int = 4096, rng=None, n_directions: int = 200_000):
+def sliced_matrix(C, n_angles: int = 4096, rng=None, n_directions: int = 200_000, directions=None):
     """``V(C) = E_theta[((theta' C theta)^(-1/2) - 1) theta theta']`` towards N(0, I).
 
     In 2-D the expectation over the circle is a midpoint rule on ``n_angles``
     angles (spectrally accurate for this smooth periodic integrand); in higher
     dimension a Monte-Carlo average over ``n_directions`` uniform directions.
+    Given ``directions`` (L, d), the average over exactly those: the field a
+    finite number of projections produces.
     """
     C = np.atleast_2d(C)
     d = C.shape[0]
-    if d == 2:
+    if directions is not None:
+        theta = np.asarray(directions, dtype=np.float64)
+    elif d == 2:
         phi = (np.arange(n_angles) + 0.5) * (2 * np.pi / n_angles)
         theta = np.stack([np.cos(phi), np.sin(phi)], axis=1)
     else:

@@ -51,95 +51,112 @@ def _exp_nonpositive(t):
     return p, n
 
 
-@numba.njit(parallel=True, fastmath=_FAST, cache=True)
-def _kernel(x, yT, g, inv_eps, sqeuclidean, exclude_diagonal, unit, with_shift, lse_out, shift_out):
-    n, d = x.shape
+@numba.njit(inline="always", fastmath=_FAST)
+def _row(i, x, yT, g, inv_eps, sqeuclidean, exclude_diagonal, unit, with_shift, lse_out, shift_out):
+    """Reduce row i over all columns (the body shared by the parallel and serial drivers)."""
+    d = x.shape[1]
     m = yT.shape[1]
-    for i in numba.prange(n):
-        # every inner loop runs over the block's columns with stride 1, so LLVM
-        # vectorises it whatever d is
-        logit = np.empty(_BLOCK, dtype=np.float64)  # (B,) logits, then weights
-        aux = np.empty(_BLOCK, dtype=np.float64)  # (B,) squared distances, then 1/|y - x|
-        bits = np.empty(_BLOCK, dtype=np.int64)  # (B,) bits of the power-of-two factors
-        pow2 = bits.view(np.float64)  # (B,) the same bits read as 2^n
-        acc = np.zeros(d, dtype=np.float64)  # (d,)
-        mx = -np.inf
-        s = 0.0
-        for jb in range(0, m, _BLOCK):
-            nb = min(_BLOCK, m - jb)
-            # pass 1: squared distances, logits and their maximum
+    # every inner loop runs over the block's columns with stride 1, so LLVM
+    # vectorises it whatever d is
+    logit = np.empty(_BLOCK, dtype=np.float64)  # (B,) logits, then weights
+    aux = np.empty(_BLOCK, dtype=np.float64)  # (B,) squared distances, then 1/|y - x|
+    bits = np.empty(_BLOCK, dtype=np.int64)  # (B,) bits of the power-of-two factors
+    pow2 = bits.view(np.float64)  # (B,) the same bits read as 2^n
+    acc = np.zeros(d, dtype=np.float64)  # (d,)
+    mx = -np.inf
+    s = 0.0
+    for jb in range(0, m, _BLOCK):
+        nb = min(_BLOCK, m - jb)
+        # pass 1: squared distances, logits and their maximum
+        for jj in range(nb):
+            aux[jj] = 0.0
+        for k in range(d):
+            xik = np.float64(x[i, k])
             for jj in range(nb):
-                aux[jj] = 0.0
-            for k in range(d):
-                xik = np.float64(x[i, k])
-                for jj in range(nb):
-                    t = yT[k, jb + jj] - xik
-                    aux[jj] += t * t
-            bmax = -np.inf
-            if sqeuclidean:
-                for jj in range(nb):
-                    lj = g[jb + jj] - 0.5 * aux[jj] * inv_eps
-                    logit[jj] = lj
-                    bmax = max(bmax, lj)
-            else:
-                for jj in range(nb):
-                    lj = g[jb + jj] - math.sqrt(aux[jj]) * inv_eps
-                    logit[jj] = lj
-                    bmax = max(bmax, lj)
-            diag = i - jb if (exclude_diagonal and jb <= i < jb + nb) else -1
-            if diag >= 0:
-                logit[diag] = -np.inf
-                bmax = -np.inf
-                for jj in range(nb):
-                    bmax = max(bmax, logit[jj])
-            if bmax == -np.inf:
-                continue
-            if bmax > mx:
-                # raise the running maximum once per block and rescale what was summed
-                r = math.exp(mx - bmax) if mx > -np.inf else 0.0
-                s *= r
-                for k in range(d):
-                    acc[k] *= r
-                mx = bmax
-            # pass 2: weights exp(logit - max), one exp per pair
+                t = yT[k, jb + jj] - xik
+                aux[jj] += t * t
+        bmax = -np.inf
+        if sqeuclidean:
             for jj in range(nb):
-                p, e = _exp_nonpositive(logit[jj] - mx)
-                logit[jj] = p
-                bits[jj] = (np.int64(e) + 1023) << 52
-            if diag >= 0:
-                bits[diag] = 0  # an exact zero weight, not exp(floor)
-            bsum = 0.0
-            for jj in range(nb):
-                w = logit[jj] * pow2[jj]
-                logit[jj] = w
-                bsum += w
-            s += bsum
-            if not with_shift:
-                continue
-            # pass 3: weighted displacements y_j - x_i (or their unit vectors)
-            if unit:
-                for jj in range(nb):
-                    nrm = math.sqrt(aux[jj])
-                    aux[jj] = 1.0 / nrm if nrm > 0.0 else 0.0
-                for jj in range(nb):
-                    logit[jj] *= aux[jj]
-            for k in range(d):
-                xik = np.float64(x[i, k])
-                a = 0.0
-                for jj in range(nb):
-                    a += logit[jj] * (yT[k, jb + jj] - xik)
-                acc[k] += a
-        if s > 0.0:
-            lse_out[i] = mx + math.log(s)
-            if with_shift:
-                for k in range(d):
-                    shift_out[i, k] = acc[k] / s
+                lj = g[jb + jj] - 0.5 * aux[jj] * inv_eps
+                logit[jj] = lj
+                bmax = max(bmax, lj)
         else:
-            lse_out[i] = -np.inf
-            if with_shift:
-                for k in range(d):
-                    shift_out[i, k] = 0.0
+            for jj in range(nb):
+                lj = g[jb + jj] - math.sqrt(aux[jj]) * inv_eps
+                logit[jj] = lj
+                bmax = max(bmax, lj)
+        diag = i - jb if (exclude_diagonal and jb <= i < jb + nb) else -1
+        if diag >= 0:
+            logit[diag] = -np.inf
+            bmax = -np.inf
+            for jj in range(nb):
+                bmax = max(bmax, logit[jj])
+        if bmax == -np.inf:
+            continue
+        if bmax > mx:
+            # raise the running maximum once per block and rescale what was summed
+            r = math.exp(mx - bmax) if mx > -np.inf else 0.0
+            s *= r
+            for k in range(d):
+                acc[k] *= r
+            mx = bmax
+        # pass 2: weights exp(logit - max), one exp per pair
+        for jj in range(nb):
+            p, e = _exp_nonpositive(logit[jj] - mx)
+            logit[jj] = p
+            bits[jj] = (np.int64(e) + 1023) << 52
+        if diag >= 0:
+            bits[diag] = 0  # an exact zero weight, not exp(floor)
+        bsum = 0.0
+        for jj in range(nb):
+            w = logit[jj] * pow2[jj]
+            logit[jj] = w
+            bsum += w
+        s += bsum
+        if not with_shift:
+            continue
+        # pass 3: weighted displacements y_j - x_i (or their unit vectors)
+        if unit:
+            for jj in range(nb):
+                nrm = math.sqrt(aux[jj])
+                aux[jj] = 1.0 / nrm if nrm > 0.0 else 0.0
+            for jj in range(nb):
+                logit[jj] *= aux[jj]
+        for k in range(d):
+            xik = np.float64(x[i, k])
+            a = 0.0
+            for jj in range(nb):
+                a += logit[jj] * (yT[k, jb + jj] - xik)
+            acc[k] += a
+    if s > 0.0:
+        lse_out[i] = mx + math.log(s)
+        if with_shift:
+            for k in range(d):
+                shift_out[i, k] = acc[k] / s
+    else:
+        lse_out[i] = -np.inf
+        if with_shift:
+            for k in range(d):
+                shift_out[i, k] = 0.0
 
+
+
+@numba.njit(parallel=True, fastmath=_FAST, cache=True)
+def _kernel_parallel(x, yT, g, inv_eps, sqeuclidean, exclude_diagonal, unit, with_shift, lse_out, shift_out):
+    for i in numba.prange(x.shape[0]):
+        _row(i, x, yT, g, inv_eps, sqeuclidean, exclude_diagonal, unit, with_shift, lse_out, shift_out)
+
+
+@numba.njit(fastmath=_FAST, cache=True)
+def _kernel_serial(x, yT, g, inv_eps, sqeuclidean, exclude_diagonal, unit, with_shift, lse_out, shift_out):
+    for i in range(x.shape[0]):
+        _row(i, x, yT, g, inv_eps, sqeuclidean, exclude_diagonal, unit, with_shift, lse_out, shift_out)
+
+
+# below this many pairs the threads' start-up costs more than the work (Sinkhorn on small N calls
+# the kernel hundreds of times a step)
+PARALLEL_MIN_PAIRS = 1 << 17
 
 def lse_shift(x, y, g, eps, cost="sqeuclidean", exclude_diagonal=False, unit=False, with_shift=True):
     """Numba implementation of :func:`wgfsim.primitives.lse_shift` (NumPy in, NumPy out)."""
@@ -151,7 +168,8 @@ def lse_shift(x, y, g, eps, cost="sqeuclidean", exclude_diagonal=False, unit=Fal
     g = np.zeros(m, dtype=np.float64) if g is None else np.ascontiguousarray(g, dtype=np.float64)
     lse = np.empty(n, dtype=np.float64)
     shift = np.empty((n, d), dtype=np.float64) if with_shift else np.empty((0, d), dtype=np.float64)
-    _kernel(x, yT, g, 1.0 / float(eps), cost == "sqeuclidean", bool(exclude_diagonal), bool(unit), bool(with_shift), lse, shift)
+    kernel = _kernel_parallel if n * m >= PARALLEL_MIN_PAIRS else _kernel_serial
+    kernel(x, yT, g, 1.0 / float(eps), cost == "sqeuclidean", bool(exclude_diagonal), bool(unit), bool(with_shift), lse, shift)
     return lse.astype(dtype, copy=False), (shift.astype(dtype, copy=False) if with_shift else None)
 
 

@@ -1,0 +1,392 @@
+"""Drifting regression: train a one-step generator towards a flow's fixed point.
+
+Deng et al.'s drifting models; Gretton et al. eq. 1 and 46.  Each outer step
+
+1. draws latents ``z_i ~ N(0, I)``, ``i = 1..B`` (``B = batch_size``), and
+   generates ``x_i = G_theta(z_i)``;
+2. evaluates the flow's velocity ``v_i = v[q_theta, p](x_i)`` against the
+   target (a fresh minibatch of ``minibatch`` target rows, or the whole target
+   sample when ``minibatch = 0``) with one persistent
+   :class:`wgfsim.Field`, so Sinkhorn warm-starts from the previous step's
+   potentials;
+3. freezes the drifted targets ``t_i = stopgrad(x_i + eta v_i)``
+   (``eta = drift_step``, one Euler step of the particle flow) and takes
+   ``inner_steps`` Adam steps on the regression loss::
+
+       L(theta) = (1/B) sum_i |G_theta(z_i) - t_i|^2          (sum over dims, mean over batch)
+       dL/dx_i  = (2/B) (x_i - t_i)
+
+At the current parameters ``x_i - t_i = -eta v_i``, so ``L = eta^2 mean_i
+|v_i|^2`` and ``dL/dtheta = -(2 eta / B) sum_i v_i . dx_i/dtheta``.  For a
+gradient flow ``v_i = -(1/a_i) c dF/dx_i`` this is a scaled gradient of the
+functional (Gretton et al. Prop. 2, eq. 47).  For the Gaussian MMD flow
+(``v_i = -(N sigma^2/2) dMMD^2/dx_i`` with ``a_i = 1/N``, ``N = B``)::
+
+    dL/dtheta = eta sigma^2 dMMD^2/dtheta        (summed over bandwidths: sum_s eta sigma_s^2 dMMD_s^2/dtheta)
+
+The constant ``2`` of the squared norm cancels the ``1/2`` of the MMD
+velocity and the ``1/B`` of the batch mean cancels ``1/a_i = B``.
+
+The trainer follows the particle engine's (jax-md style) ``init``/``step``
+pair over a small :class:`GeneratorState`; :func:`checkpoint` and
+:func:`restore` let a killed run resume bit-identically on the CPU.
+Randomness: latents and minibatch indices come from the state's
+``numpy.random.Generator`` (drawn on the host, then moved to the parameters'
+array module), the flow's own randomness (sliced directions, Monte-Carlo
+draws) from the ``Field``'s generator; both are checkpointed.
+
+Shapes: target (M, d); z (B, latent_dim); x, v, t (B, d).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..backend import array_namespace, to_numpy
+from ..flows import Field
+from .adam import AdamState, adam_init, adam_step
+from .mlp import ACTIVATIONS, MLPConfig, apply, backward, forward, init_params
+
+__all__ = [
+    "TrainConfig",
+    "GeneratorState",
+    "init",
+    "step",
+    "samples",
+    "regression_loss",
+    "loss_and_grads",
+    "checkpoint",
+    "restore",
+    "CHECKPOINT_FORMAT",
+]
+
+CHECKPOINT_FORMAT = "wgfsim.generator/1"
+
+
+def _check_number(name, value, *, positive=True, integer=False, allow_zero=False):
+    ok_type = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, ok_type) or not math.isfinite(value):
+        raise ValueError(f"generator: option {name!r} expected a {'integer' if integer else 'number'}, got {value!r}")
+    if positive and not (value > 0 or (allow_zero and value == 0)):
+        raise ValueError(f"generator: option {name!r} expected a {'non-negative' if allow_zero else 'positive'} value, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Hyper-parameters of the drifting regression.
+
+    Attributes
+    ----------
+    mlp : MLPConfig
+        The generator's shape.
+    learning_rate : float
+        Adam step size.
+    inner_steps : int
+        Adam steps per drift evaluation (the drifted targets stay frozen).
+    batch_size : int
+        Latents ``B`` per outer step.
+    drift_step : float
+        ``eta`` in ``t = x + eta v`` (units of the flow's time).
+    minibatch : int
+        Target rows drawn afresh (without replacement) each step; ``0`` uses
+        the whole target sample.
+    """
+
+    mlp: MLPConfig
+    learning_rate: float = 1e-3
+    inner_steps: int = 1
+    batch_size: int = 256
+    drift_step: float = 1.0
+    minibatch: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.mlp, MLPConfig):
+            raise ValueError(f"generator: option 'mlp' expected an MLPConfig, got {type(self.mlp).__name__}")
+        _check_number("learning_rate", self.learning_rate)
+        _check_number("inner_steps", self.inner_steps, integer=True)
+        _check_number("batch_size", self.batch_size, integer=True)
+        _check_number("drift_step", self.drift_step)
+        _check_number("minibatch", self.minibatch, integer=True, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class GeneratorState:
+    """Everything a generator run carries from step to step.
+
+    ``rng`` and ``field`` are stateful objects shared by successive states
+    (they advance as the run goes); the arrays are never mutated in place.
+    """
+
+    params: dict  # name -> array, see mlp.param_names
+    adam: AdamState
+    rng: np.random.Generator  # latents and target minibatches
+    field: Field  # the flow, with its warm-start state and own generator
+    target: Any  # (M, d) on the parameters' array module and dtype
+    mlp: MLPConfig
+    step: int = 0
+    velocity_rms: float = math.nan  # RMS of v over the last step's batch (for the store)
+
+
+def regression_loss(x, x_target):
+    """``L = (1/B) sum_i |x_i - t_i|^2`` (float) and ``dL/dx = (2/B)(x - t)`` (B, d)."""
+    xp = array_namespace(x)
+    diff = x - x_target  # (B, d)
+    batch = x.shape[0]
+    return float(xp.sum(diff * diff)) / batch, (2.0 / batch) * diff
+
+
+def loss_and_grads(params: dict, z, x_target, mlp: MLPConfig, cache=None) -> tuple[float, dict]:
+    """Regression loss of ``G_theta(z)`` against frozen targets and its parameter gradients.
+
+    ``cache`` (from :func:`wgfsim.generator.mlp.forward` at these ``params``
+    and ``z``) saves one forward pass.
+    """
+    if cache is None:
+        x, cache = forward(params, z, mlp)
+    else:
+        x = _output_from_cache(params, cache, mlp)
+    loss, grad_x = regression_loss(x, x_target)
+    return loss, backward(params, cache, grad_x, mlp)
+
+
+def _output_from_cache(params, cache, mlp):
+    xp = array_namespace(cache["z"])
+    act = ACTIVATIONS[mlp.activation]
+    return act.f(xp, cache["h"][-1]) @ params["out.W"] + params["out.b"]  # (B, d)
+
+
+def init(cfg: TrainConfig, target_sample, field: Field, rng: np.random.Generator, xp=np, dtype=None) -> GeneratorState:
+    """Initial state: seeded parameters, zero Adam moments, the target on ``xp``.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    target_sample : array (M, d)
+        The target samples ``y`` the flow pulls towards.
+    field : wgfsim.Field
+        The bound flow (its warm-start state persists over the run).
+    rng : numpy.random.Generator
+        Consumed first by the parameter initialisation, then by the latents
+        and minibatches of every step.
+    xp : array module
+        ``numpy`` or ``cupy``: where parameters and samples live.
+    dtype : dtype, optional
+        Parameter dtype; default the target's floating dtype, else float64.
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
+    if not isinstance(field, Field):
+        raise ValueError(f"field: expected a wgfsim.Field, got {type(field).__name__}")
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
+    if not hasattr(target_sample, "dtype"):
+        target_sample = np.asarray(target_sample)
+    if dtype is None:
+        floating = np.issubdtype(np.dtype(str(target_sample.dtype)), np.floating)
+        dtype = target_sample.dtype if floating else np.float64
+    target = xp.asarray(target_sample, dtype=dtype)
+    _check_target(target, cfg)
+    params = init_params(cfg.mlp, rng, xp=xp, dtype=dtype)
+    return GeneratorState(params=params, adam=adam_init(params), rng=rng, field=field, target=target, mlp=cfg.mlp)
+
+
+def _check_target(target, cfg: TrainConfig):
+    if target.ndim != 2 or target.shape[0] == 0:
+        raise ValueError(f"target_sample: expected a non-empty 2-D array (samples, dim), got shape {tuple(target.shape)}")
+    if target.shape[1] != cfg.mlp.out_dim:
+        raise ValueError(f"target_sample: has dimension {target.shape[1]} but mlp.out_dim is {cfg.mlp.out_dim}")
+    if cfg.minibatch > target.shape[0]:
+        raise ValueError(f"generator: option 'minibatch' expected at most the {target.shape[0]} target samples, got {cfg.minibatch}")
+
+
+def _target_batch(state: GeneratorState, cfg: TrainConfig):
+    if cfg.minibatch == 0:
+        return state.target
+    xp = array_namespace(state.target)
+    idx = state.rng.choice(state.target.shape[0], size=cfg.minibatch, replace=False)  # (m,) host
+    return xp.take(state.target, xp.asarray(idx), axis=0)  # (m, d)
+
+
+def step(state: GeneratorState, cfg: TrainConfig) -> tuple[GeneratorState, float]:
+    """One drift evaluation and ``inner_steps`` Adam steps on the frozen drifted targets.
+
+    Returns the new state and the loss at the step's start,
+    ``L = eta^2 mean_i |v_i|^2`` (the regression loss before any update, as
+    Deng et al. report it).
+    """
+    if cfg.mlp != state.mlp:
+        raise ValueError(f"cfg.mlp: differs from the generator's shape {state.mlp} (got {cfg.mlp})")
+    xp = array_namespace(state.target)
+    dtype = state.target.dtype
+    z = xp.asarray(state.rng.standard_normal((cfg.batch_size, cfg.mlp.latent_dim)), dtype=dtype)  # (B, latent)
+    y = _target_batch(state, cfg)  # (M or m, d)
+    x, cache = forward(state.params, z, cfg.mlp)  # (B, d)
+    v = state.field(x, y)  # (B, d)
+    x_target = x + cfg.drift_step * v  # (B, d) frozen: no gradient flows through v
+    velocity_rms = float(xp.sqrt(xp.mean(xp.sum(v * v, axis=1))))
+    params, adam = state.params, state.adam
+    loss0 = math.nan
+    for inner in range(cfg.inner_steps):
+        loss, grads = loss_and_grads(params, z, x_target, cfg.mlp, cache=cache if inner == 0 else None)
+        if inner == 0:
+            loss0 = loss
+        params, adam = adam_step(params, grads, adam, cfg.learning_rate)
+    new = dataclasses.replace(state, params=params, adam=adam, step=state.step + 1, velocity_rms=velocity_rms)
+    return new, loss0
+
+
+def samples(state: GeneratorState, z_eval):
+    """Generator samples ``G_theta(z_eval)`` (n, d) for latents ``z_eval`` (n, latent_dim)."""
+    xp = array_namespace(state.target)
+    z = xp.asarray(z_eval, dtype=state.target.dtype)  # (n, latent)
+    return apply(state.params, z, state.mlp)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _json_default(obj):
+    if isinstance(obj, np.ndarray):  # MT19937's key, for instance
+        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"checkpoint: cannot encode {type(obj).__name__}")
+
+
+def _json_hook(obj):
+    if "__ndarray__" in obj:
+        return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
+    return obj
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, default=_json_default)
+
+
+def _loads(value) -> Any:
+    text = value if isinstance(value, str) else str(np.asarray(value)[()])  # str or a 0-d array from np.load
+    return json.loads(text, object_hook=_json_hook)
+
+
+def _encode(value, prefix: str, arrays: dict):
+    """A JSON description of ``value``; its arrays go to ``arrays[prefix/...]`` as host copies."""
+    if value is None:
+        return {"none": True}
+    if hasattr(value, "shape") and hasattr(value, "dtype") and getattr(value, "ndim", 0) > 0:
+        arrays[prefix] = np.array(to_numpy(value))  # a copy: later in-place changes must not leak in
+        return {"array": prefix}
+    if isinstance(value, (tuple, list)):
+        return {"tuple" if isinstance(value, tuple) else "list": [_encode(v, f"{prefix}/{i}", arrays) for i, v in enumerate(value)]}
+    if isinstance(value, (bool, int, float, str, np.generic)):
+        return {"scalar": value.item() if isinstance(value, np.generic) else value}
+    if hasattr(value, "shape"):  # 0-d array
+        return {"scalar": to_numpy(value).item()}
+    raise TypeError(f"checkpoint: cannot store field state of type {type(value).__name__} at {prefix!r}")
+
+
+def _decode(spec, arrays: Mapping, xp):
+    if "none" in spec:
+        return None
+    if "array" in spec:
+        return xp.asarray(arrays[spec["array"]])
+    if "tuple" in spec:
+        return tuple(_decode(s, arrays, xp) for s in spec["tuple"])
+    if "list" in spec:
+        return [_decode(s, arrays, xp) for s in spec["list"]]
+    return spec["scalar"]
+
+
+def _target_digest(target) -> str:
+    host = np.ascontiguousarray(to_numpy(target), dtype=np.float64)
+    return hashlib.sha256(host.tobytes()).hexdigest() + f":{host.shape}"
+
+
+def _field_id(field: Field) -> str:
+    return f"{field.name}:{field.params!r}"
+
+
+def checkpoint(state: GeneratorState) -> dict:
+    """A host snapshot of ``state``: flat dict of NumPy arrays plus JSON strings.
+
+    Keys: ``params/NAME``, ``adam/m/NAME``, ``adam/v/NAME`` (arrays),
+    ``adam/t``, ``step`` (0-d int64), ``rng``, ``field_rng`` (bit-generator
+    states), ``field_state`` (the flow's carried state, arrays under
+    ``field/...``), ``meta`` (format, MLP shape, target digest, flow).  It
+    can be saved with ``numpy.savez`` or into HDF5 and passed to
+    :func:`restore` as loaded.
+    """
+    ck: dict[str, Any] = {}
+    for name, p in state.params.items():
+        ck[f"params/{name}"] = np.array(to_numpy(p))
+        ck[f"adam/m/{name}"] = np.array(to_numpy(state.adam.m[name]))
+        ck[f"adam/v/{name}"] = np.array(to_numpy(state.adam.v[name]))
+    ck["adam/t"] = np.asarray(state.adam.t, dtype=np.int64)
+    ck["step"] = np.asarray(state.step, dtype=np.int64)
+    ck["velocity_rms"] = np.asarray(state.velocity_rms, dtype=np.float64)
+    ck["rng"] = _dumps(state.rng.bit_generator.state)
+    ck["field_rng"] = _dumps(state.field.ctx.rng.bit_generator.state)
+    entries = [[repr(key), _encode(value, f"field/{i}", ck)] for i, (key, value) in enumerate(state.field.ctx.state.items())]
+    ck["field_state"] = _dumps(entries)
+    ck["meta"] = _dumps(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "mlp": dataclasses.asdict(state.mlp),
+            "param_names": list(state.params),
+            "target": _target_digest(state.target),
+            "field": _field_id(state.field),
+        }
+    )
+    return ck
+
+
+def _generator_from(bit_state: dict) -> np.random.Generator:
+    bit_generator = getattr(np.random, bit_state["bit_generator"])()
+    bit_generator.state = bit_state
+    return np.random.Generator(bit_generator)
+
+
+def restore(ckpt: Mapping, cfg: TrainConfig, target_sample, field: Field, xp=np) -> GeneratorState:
+    """Rebuild the state saved by :func:`checkpoint`; the next :func:`step` continues the run bit for bit.
+
+    ``target_sample`` must be the run's target (checked by digest) and
+    ``field`` a ``Field`` of the same flow and options (checked); its
+    generator and carried state are overwritten with the saved ones.
+    Parameters keep their saved dtype.
+    """
+    meta = _loads(ckpt["meta"])
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint: expected format {CHECKPOINT_FORMAT!r}, got {meta.get('format')!r}")
+    if meta["mlp"] != dataclasses.asdict(cfg.mlp):
+        raise ValueError(f"cfg.mlp: checkpoint was written for {meta['mlp']}, got {dataclasses.asdict(cfg.mlp)}")
+    if meta["field"] != _field_id(field):
+        raise ValueError(f"field: checkpoint was written for {meta['field']}, got {_field_id(field)}")
+    params = {name: xp.asarray(np.asarray(ckpt[f"params/{name}"])) for name in meta["param_names"]}
+    m = {name: xp.asarray(np.asarray(ckpt[f"adam/m/{name}"])) for name in meta["param_names"]}
+    v = {name: xp.asarray(np.asarray(ckpt[f"adam/v/{name}"])) for name in meta["param_names"]}
+    dtype = params["out.W"].dtype
+    target = xp.asarray(target_sample, dtype=dtype)
+    _check_target(target, cfg)
+    if _target_digest(target) != meta["target"]:
+        raise ValueError("target_sample: differs from the target the checkpointed run trained on")
+    field.ctx.rng = _generator_from(_loads(ckpt["field_rng"]))
+    field.ctx.state.clear()  # keep the dict object: a Field's calls share it
+    for key, spec in _loads(ckpt["field_state"]):
+        field.ctx.state[ast.literal_eval(key)] = _decode(spec, ckpt, xp)
+    return GeneratorState(
+        params=params,
+        adam=AdamState(m=m, v=v, t=int(np.asarray(ckpt["adam/t"]))),
+        rng=_generator_from(_loads(ckpt["rng"])),
+        field=field,
+        target=target,
+        mlp=cfg.mlp,
+        step=int(np.asarray(ckpt["step"])),
+        velocity_rms=float(np.asarray(ckpt["velocity_rms"])),
+    )
