@@ -70,28 +70,37 @@ def _row(i, x, yT, g, inv_eps, sqeuclidean, exclude_diagonal, unit, with_shift, 
         # pass 1: squared distances, logits and their maximum
         for jj in range(nb):
             aux[jj] = 0.0
+        # 1-D views indexed by the loop counter alone: numba then emits no negative-index
+        # wraparound, which would otherwise stop LLVM from vectorising these loops
+        gb = g[jb:jb + nb]
         for k in range(d):
             xik = np.float64(x[i, k])
+            yk = yT[k, jb:jb + nb]
             for jj in range(nb):
-                t = yT[k, jb + jj] - xik
+                t = yk[jj] - xik
                 aux[jj] += t * t
-        bmax = -np.inf
         if sqeuclidean:
             for jj in range(nb):
-                lj = g[jb + jj] - 0.5 * aux[jj] * inv_eps
-                logit[jj] = lj
-                bmax = max(bmax, lj)
+                logit[jj] = gb[jj] - 0.5 * aux[jj] * inv_eps
         else:
             for jj in range(nb):
-                lj = g[jb + jj] - math.sqrt(aux[jj]) * inv_eps
-                logit[jj] = lj
-                bmax = max(bmax, lj)
+                logit[jj] = gb[jj] - math.sqrt(aux[jj]) * inv_eps
         diag = i - jb if (exclude_diagonal and jb <= i < jb + nb) else -1
         if diag >= 0:
             logit[diag] = -np.inf
+        # the running maximum rarely grows after the first blocks: count the logits above it
+        # (an integer reduction, which vectorises where a NaN-aware float max does not) and
+        # only then take the block maximum
+        above = 0
+        for jj in range(nb):
+            above += logit[jj] > mx
+        if above == 0:
+            bmax = mx
+        else:
             bmax = -np.inf
             for jj in range(nb):
-                bmax = max(bmax, logit[jj])
+                if logit[jj] > bmax:
+                    bmax = logit[jj]
         if bmax == -np.inf:
             continue
         if bmax > mx:
@@ -125,9 +134,10 @@ def _row(i, x, yT, g, inv_eps, sqeuclidean, exclude_diagonal, unit, with_shift, 
                 logit[jj] *= aux[jj]
         for k in range(d):
             xik = np.float64(x[i, k])
+            yk = yT[k, jb:jb + nb]
             a = 0.0
             for jj in range(nb):
-                a += logit[jj] * (yT[k, jb + jj] - xik)
+                a += logit[jj] * (yk[jj] - xik)
             acc[k] += a
     if s > 0.0:
         lse_out[i] = mx + math.log(s)
