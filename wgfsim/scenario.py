@@ -1,0 +1,925 @@
+"""Scenario files: TOML -> frozen, validated dataclasses (no side effects).
+
+A scenario names the target, the initial particles, the flows to compare and
+how to run them (ARCHITECTURE.md, "Scenario file")::
+
+    name = "two_modes_transfer"
+    [target]      # kind + that kind's options (wgfsim.targets), n, seed (default 0)
+    [init]        # kind + options + n; drawn from each run's seed
+    [[flow]]      # name + that flow's options (wgfsim.flows)
+    [run]         # methods, steps, step_size, record_every, seeds, backend, dtype,
+                  # minibatch, record_velocity
+    [metrics]     # names, reference_n, sinkhorn_epsilon, w2_max_points (optional table)
+    [generator]   # only with "generator" in run.methods (optional table)
+
+Sweeps.  In a ``[[flow]]`` table a list value is a sweep axis
+(``bandwidth = [0.25, 0.5]`` is two runs) and a list of lists gives
+list-valued options (``bandwidth = [[0.25, 0.5, 1.0]]`` is ONE run with the
+three fields summed).  In ``[target]`` / ``[init]`` a list one level deeper than
+the option's own shape is a sweep (``separation = [2.0, 4.0]``,
+``weights = [[0.5, 0.5], [0.3, 0.7]]``, ``kind = ["moons", "rings"]``); such
+data sweeps change the target sample, so they need ``wgfsim sweep`` (one
+output file per data point) and :func:`expand` refuses them unless
+``allow_data_sweeps=True``.  A list of one value is that value, not a sweep
+(no coordinate).  A run is one point of the cartesian product
+``data points x flows x flow sweeps x methods x seeds``.
+
+Every mistake is found here, before any work, and reported as one
+:class:`ScenarioError` whose text is
+``"<file>: <key.path>: <what was wrong>; expected <what>"`` (plus
+``"; did you mean 'X'?"`` for misspelt keys).
+
+Public calls: :func:`load`, :func:`loads`, :func:`expand`, and the dataclasses
+:class:`Scenario`, :class:`DistSpec`, :class:`FlowSpec`, :class:`RunSpec`,
+:class:`MetricsSpec`, :class:`GeneratorSpec`, :class:`RunPoint`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import itertools
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from typing import Any, NoReturn, Sequence
+
+from . import flows as _flows
+from . import targets as _targets
+from .backend import BACKENDS
+
+__all__ = [
+    "ScenarioError",
+    "Scenario",
+    "DistSpec",
+    "FlowSpec",
+    "RunSpec",
+    "MetricsSpec",
+    "GeneratorSpec",
+    "RunPoint",
+    "load",
+    "loads",
+    "expand",
+    "METHODS",
+    "METRICS",
+    "DTYPES",
+    "ACTIVATIONS",
+]
+
+METHODS = ("particles", "generator")
+METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2", "mode_mass", "energy", "velocity_rms")
+DTYPES = ("float64", "float32")
+ACTIVATIONS = ("silu", "relu", "tanh", "gelu")
+DEFAULT_N = 1024  # samples / particles when [target] or [init] gives no n
+
+
+class ScenarioError(ValueError):
+    """A user mistake in a scenario; ``str(err)`` is the whole message.
+
+    ``source`` is the file (or ``"<string>"``) and ``path`` the key path
+    (``flow[1].bandwidth``) where known.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, path: str | None = None):
+        super().__init__(message)
+        self.source = source
+        self.path = path
+
+
+# ---------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True)
+class DistSpec:
+    """A distribution to sample: ``[target]`` or ``[init]``.
+
+    Attributes
+    ----------
+    kind : str
+        A :mod:`wgfsim.targets` kind (in :attr:`Scenario.target` a list when
+        the kind is swept).
+    n : int
+        Number of samples (target: the sample the flow sees; init: particles).
+    options : dict
+        The kind's options as written (lists one level deeper than the
+        option's shape are sweeps in :class:`Scenario`, never in a
+        :class:`RunPoint`).
+    seed : int
+        Target: the sample seed (default 0, the same sample for every run).
+        Init: 0 in :class:`Scenario`; the run's seed in a :class:`RunPoint`.
+        Derive independent streams from it (e.g.
+        ``np.random.SeedSequence([seed, stream])``) so that a target and an
+        init drawn with the same seed are not correlated.
+    base_dir : str
+        Folder that relative ``from_file`` paths start from.
+    """
+
+    kind: Any
+    n: int
+    options: dict
+    seed: int = 0
+    base_dir: str = "."
+
+    def build(self) -> _targets.Target:
+        """The :class:`wgfsim.targets.Target` (only for a spec without sweeps)."""
+        return _targets.make(self.kind, base_dir=self.base_dir, **self.options)
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """One ``[[flow]]`` table: the flow's name and its options (lists are sweeps)."""
+
+    name: str
+    options: dict
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """The ``[run]`` table.
+
+    ``minibatch = 0`` gives the flow the full target sample each step, else a
+    fresh target minibatch of that size per step.
+    """
+
+    steps: int
+    step_size: float
+    record_every: int
+    methods: tuple[str, ...] = ("particles",)
+    seeds: tuple[int, ...] = (0,)
+    backend: str = "auto"
+    dtype: str = "float64"
+    minibatch: int = 0
+    record_velocity: bool = False
+
+
+@dataclass(frozen=True)
+class MetricsSpec:
+    """The ``[metrics]`` table.
+
+    ``names`` defaults to every metric (without ``mode_mass`` when no target
+    data point has mode centres; with a sweep over kinds some points may
+    still lack them); ``reference_n`` defaults to the target's n.
+    """
+
+    names: tuple[str, ...] = METRICS
+    reference_n: int = DEFAULT_N
+    sinkhorn_epsilon: float | None = None
+    w2_max_points: int = 2000
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """The ``[generator]`` table: the amortized one-step generator's settings.
+
+    ``drift_step`` is eta, the scale of the drift the generator regresses on;
+    ``eval_n`` (samples drawn for metrics) defaults to the init's n.
+    """
+
+    latent_dim: int = 16
+    width: int = 256
+    depth: int = 4
+    activation: str = "silu"
+    learning_rate: float = 1e-3
+    inner_steps: int = 1
+    batch_size: int = 256
+    drift_step: float = 1.0
+    eval_n: int | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario.
+
+    ``text`` is the raw TOML as read and ``overrides`` the ``key.path=value``
+    strings applied on top of it, so ``loads(text, overrides=overrides)``
+    rebuilds the same scenario.
+    """
+
+    name: str
+    source: str
+    text: str
+    target: DistSpec
+    init: DistSpec
+    flows: tuple[FlowSpec, ...]
+    run: RunSpec
+    metrics: MetricsSpec
+    generator: GeneratorSpec | None = None
+    overrides: tuple[str, ...] = ()
+    description: str = ""
+    data_sweeps: tuple[str, ...] = ()  # key paths of swept [target]/[init] values, e.g. ("target.separation",)
+
+    @property
+    def sweeps_data(self) -> bool:
+        """Whether a [target]/[init] value is a list sweep (needs ``wgfsim sweep``)."""
+        return bool(self.data_sweeps)
+
+    @property
+    def base_dir(self) -> str:
+        return self.target.base_dir
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """One run: a flow with scalar (or list-valued) options, a method, a seed and the data.
+
+    ``params`` go straight to ``wgfsim.flows.make_params(flow, **params)``;
+    ``coords`` holds the swept keys and their values for this run (always
+    ``flow``, ``method`` and ``seed``; data sweeps as ``"target.<option>"``;
+    list values of a swept option as strings such as ``"[0.25, 0.5]"``).
+    """
+
+    flow: str
+    params: dict
+    method: str
+    seed: int
+    target: DistSpec
+    init: DistSpec
+    coords: dict
+
+    @property
+    def label(self) -> str:
+        """A short human-readable name, e.g. ``"kl_kde bandwidth=0.5 particles seed=0"``."""
+        extra = " ".join(f"{k}={v}" for k, v in self.coords.items() if k not in ("flow", "method", "seed"))
+        return " ".join(part for part in (self.flow, extra, self.method, f"seed={self.seed}") if part)
+
+
+# ---------------------------------------------------------------- messages
+
+
+def _show(value) -> str:
+    """A value as the user wrote it in TOML, with its type where that is the mistake."""
+    if isinstance(value, str):
+        return f'"{value}" (a string)'
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return f"{value!r} (a list)"
+    if isinstance(value, float):
+        return f"{value!r} (a float)"
+    return repr(value)
+
+
+def _hint(key, choices) -> str | None:
+    found = difflib.get_close_matches(str(key), list(choices), n=1)
+    return found[0] if found else None
+
+
+class _Checker:
+    """Builds the one-line errors: file, key path, what was wrong, what was expected."""
+
+    def __init__(self, source: str, overridden: dict[str, str]):
+        self.source = source
+        self.overridden = overridden  # key path -> override text
+
+    def fail(self, path: str, what: str, expected: str | None = None, hint: str | None = None) -> NoReturn:
+        msg = f"{self.source}: {path}: {what}" if path else f"{self.source}: {what}"
+        if expected:
+            msg += f"; expected {expected}"
+        if hint:
+            msg += f"; did you mean {hint!r}?"
+        origin = self._override_for(path)
+        if origin:
+            msg += f" (set by override {origin!r})"
+        raise ScenarioError(msg, source=self.source, path=path or None)
+
+    def _override_for(self, path: str) -> str | None:
+        for opath, text in self.overridden.items():
+            if path == opath or path.startswith(opath + ".") or path.startswith(opath + "["):
+                return text
+        return None
+
+    # -- typed getters; each returns the normalised value or fails naming the key
+
+    def table(self, value, path: str, example: str) -> dict:
+        if not isinstance(value, dict):
+            self.fail(path, f"got {_show(value)}", f"a table ({example})")
+        return value
+
+    def keys(self, table: dict, path: str, known: Sequence[str]) -> None:
+        for key in table:
+            if key not in known:
+                self.fail(_join(path, key), "unknown key", f"one of {', '.join(known)}", _hint(key, known))
+
+    def integer(self, value, path: str, minimum: int = 1, what: str = "") -> int:
+        expected = ("a positive integer" if minimum == 1 else f"an integer >= {minimum}") + (f" ({what})" if what else "")
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"got {_show(value)}", expected)
+        if value < minimum:
+            self.fail(path, f"got {value}", expected)
+        return value
+
+    def positive(self, value, path: str, what: str = "") -> float:
+        expected = "a positive number" + (f" ({what})" if what else "")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(path, f"got {_show(value)}", expected)
+        if not math.isfinite(value) or value <= 0:
+            self.fail(path, f"got {value!r}", expected)
+        return float(value)
+
+    def boolean(self, value, path: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(path, f"got {_show(value)}", "true or false")
+        return value
+
+    def string(self, value, path: str, expected: str = "a non-empty string") -> str:
+        if not isinstance(value, str) or not value:
+            self.fail(path, f"got {_show(value)}", expected)
+        return value
+
+    def choice(self, value, path: str, choices: Sequence[str], noun: str = "value") -> str:
+        expected = f"one of {', '.join(choices)}"
+        if not isinstance(value, str):
+            self.fail(path, f"got {_show(value)}", expected)
+        if value not in choices:
+            self.fail(path, f'unknown {noun} "{value}"', expected, _hint(value, choices))
+        return value
+
+    def choices(self, value, path: str, choices: Sequence[str], example: str, noun: str = "value") -> tuple[str, ...]:
+        """A non-empty list of distinct strings from ``choices``."""
+        expected = f"a non-empty list drawn from {', '.join(choices)}, e.g. {example}"
+        if not isinstance(value, list) or not value:
+            self.fail(path, f"got {_show(value)}", expected)
+        for i, item in enumerate(value):
+            self.choice(item, f"{path}[{i}]", choices, noun)
+            if item in value[:i]:
+                self.fail(f"{path}[{i}]", f'"{item}" is listed twice', "each name once")
+        return tuple(value)
+
+    def require(self, table: dict, key: str, path: str, expected: str):
+        if key not in table:
+            self.fail(_join(path, key), "missing", expected)
+        return table[key]
+
+
+def _join(path: str, key) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def _parse_value(raw: str):
+    """An override's value: a TOML value (``100``, ``[0.5, 1.0]``, ``true``), else a bare string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _apply_overrides(data: dict, overrides: Sequence[str], source: str) -> dict[str, str]:
+    """Set each ``key.path=value`` in ``data`` (in place); returns canonical key path -> override.
+
+    Intermediate tables missing from the file are created (``generator.width=64``
+    adds a ``[generator]`` table); keys themselves are checked later, with the
+    rest of the scenario, so a misspelt override key fails like a misspelt
+    file key.
+    """
+    done: dict[str, str] = {}
+    for text in overrides:
+        bad = _Checker(source, {})
+        if not isinstance(text, str) or "=" not in text:
+            bad.fail("", f"override {text!r} has no '='", "KEY.PATH=VALUE, e.g. run.steps=100")
+        key, raw = (part.strip() for part in text.split("=", 1))
+        parts = key.split(".")
+        if not key or any(not p for p in parts):
+            bad.fail("", f"override {text!r} has an empty key", "KEY.PATH=VALUE, e.g. run.steps=100")
+        value = _parse_value(raw)
+        node: Any = data
+        path = ""
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit():
+                    rest = ".".join(parts[i:])
+                    bad.fail(path, f"override {text!r}: {path} is a list of tables", f"an index, e.g. {path}.0.{rest}")
+                index = int(part)
+                if index >= len(node):
+                    bad.fail(
+                        path,
+                        f"override {text!r}: index {index} but the file has {len(node)} [[{path}]] tables",
+                        f"an index in 0..{len(node) - 1}",
+                    )
+                path = _join(path, index)
+                if last:
+                    node[index] = copy.deepcopy(value)
+                else:
+                    node = node[index]
+            elif isinstance(node, dict):
+                path = _join(path, part)
+                if last:
+                    node[part] = copy.deepcopy(value)
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                bad.fail(path, f"override {text!r}: {path} is a value, not a table", "a key path ending at a value")
+        done[path] = text
+    return done
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def _depth(value) -> int:
+    """Nesting depth of lists: 0 for a scalar, 1 for [1, 2], 2 for [[1, 2]]."""
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def _axis_values(chk: _Checker, path: str, value) -> list:
+    """The values of a sweep axis (a non-empty list)."""
+    if not value:
+        chk.fail(path, "an empty list sweeps nothing", "a value or a non-empty list of values to sweep")
+    return list(value)
+
+
+def _coord_text(value) -> str:
+    # xarray coordinates need scalars of one type: where a swept value is a list,
+    # every value of that coordinate is stored as its text ("[0.25, 0.5]", "1.0")
+    return value if isinstance(value, str) else repr(list(value) if isinstance(value, tuple) else value)
+
+
+# ---------------------------------------------------------------- sections
+
+_TOP = ("name", "description", "target", "init", "flow", "run", "metrics", "generator")
+_RUN = ("methods", "steps", "step_size", "record_every", "seeds", "backend", "dtype", "minibatch", "record_velocity")
+_METRICS = ("names", "reference_n", "sinkhorn_epsilon", "w2_max_points")
+_GENERATOR = tuple(f.name for f in dataclasses.fields(GeneratorSpec))
+
+
+def _dist(chk: _Checker, data: dict, section: str, base_dir: str, *, target: bool):
+    """Check ``[target]`` / ``[init]``; returns the spec and its sweep axes [(key, values)]."""
+    example = 'kind = "gaussian", n = 512' if section == "init" else 'kind = "two_modes", separation = 4.0, n = 512'
+    if section not in data:
+        chk.fail(section, "missing", f"{'an' if section == 'init' else 'a'} [{section}] table ({example})")
+    table = chk.table(data[section], section, example)
+    kinds = _targets.names()
+    raw_kind = chk.require(table, "kind", section, f"a distribution kind, one of {', '.join(kinds)}")
+    if isinstance(raw_kind, list):  # a sweep over kinds
+        kind_values = _axis_values(chk, f"{section}.kind", raw_kind)
+        for i, k in enumerate(kind_values):
+            chk.choice(k, f"{section}.kind[{i}]", kinds, "kind")
+    else:
+        kind_values = [chk.choice(raw_kind, f"{section}.kind", kinds, "kind")]
+    n = DEFAULT_N
+    if "n" in table:
+        what = "the number of target samples the flow sees" if target else "the number of particles"
+        n = chk.integer(table["n"], f"{section}.n", what=what)
+    seed = 0
+    if "seed" in table:
+        if not target:
+            chk.fail(f"{section}.seed", "the particles are drawn from each run's seed", "run.seeds = [...] instead")
+        seed = chk.integer(table["seed"], f"{section}.seed", minimum=0, what="the seed of the target sample")
+    # an option of any swept kind is accepted here; the data point of a kind that lacks it fails to build
+    known = sorted({key for k in kind_values for key in _targets.options(k)})
+    own = {"kind", "n"} | ({"seed"} if target else set())
+    options = {}
+    for key, value in table.items():
+        if key in own:
+            continue
+        if key not in known:
+            shown = kind_values[0] if len(kind_values) == 1 else kind_values
+            choices = sorted(set(known) | own)
+            chk.fail(f"{section}.{key}", f"unknown option of kind {shown!r}", f"one of {', '.join(choices)}", _hint(key, choices))
+        options[key] = copy.deepcopy(value)
+    spec = DistSpec(kind=copy.deepcopy(raw_kind), n=n, options=options, seed=seed, base_dir=base_dir)
+    axes = _data_axes(spec)
+    for key, values in axes:
+        _axis_values(chk, f"{section}.{key}", values)  # no empty sweeps
+    return spec, axes
+
+
+def _data_axes(spec: DistSpec) -> list[tuple[str, list]]:
+    """The sweep axes of a checked [target] / [init]: a list ``kind`` and lists deeper than their option."""
+    kinds = spec.kind if isinstance(spec.kind, list) else [spec.kind]
+    ranks: dict[str, int] = {}
+    for k in kinds:
+        ranks.update(_targets.option_ranks(k))
+    axes = [("kind", list(kinds))] if isinstance(spec.kind, list) else []
+    return axes + [(k, list(v)) for k, v in spec.options.items() if _depth(v) > ranks.get(k, 0)]
+
+
+def _dist_points(spec: DistSpec, axes: list[tuple[str, list]]):
+    """The sweep points of a distribution: [(spec without sweeps, {swept key: value}, {key: index})].
+
+    An axis of one value is unwrapped but is no coordinate (nothing varies along it).
+    """
+    keys = [k for k, _ in axes]
+    varying = {k for k, v in axes if len(v) > 1}
+    out = []
+    for combo in itertools.product(*(list(enumerate(v)) for _, v in axes)):
+        chosen = {k: copy.deepcopy(v) for k, (_, v) in zip(keys, combo)}
+        index = {k: i for k, (i, _) in zip(keys, combo)}
+        values = {k: copy.deepcopy(v) for k, v in chosen.items() if k in varying}
+        kind = chosen.pop("kind", spec.kind)
+        point = dataclasses.replace(spec, kind=kind, options={**copy.deepcopy(spec.options), **chosen})
+        out.append((point, values, index))
+    return out
+
+
+def _build(chk: _Checker, section: str, point: DistSpec, index: dict[str, int], axes_keys: set[str]) -> _targets.Target:
+    """Build one data point's Target, restating a TargetError with the file and key path."""
+    try:
+        return point.build()
+    except _targets.TargetError as err:
+        if err.option is None:
+            chk.fail(section, err.what, err.expected, err.hint)
+        path = f"{section}.{err.option}"
+        if err.option in index and err.option in axes_keys:
+            path += f"[{index[err.option]}]"  # the swept value that failed
+        chk.fail(path, err.what + (f" (kind {point.kind!r})" if "kind" in index else ""), err.expected, err.hint)
+
+
+def _flow_table(chk: _Checker, entry, i: int) -> FlowSpec:
+    path = f"flow[{i}]"
+    table = chk.table(entry, path, 'name = "kl_kde", bandwidth = 0.5')
+    names = _flows.names()
+    if "name" not in table:
+        chk.fail(f"{path}.name", "missing", f"a flow name, one of {', '.join(names)}")
+    if isinstance(table["name"], list):
+        chk.fail(f"{path}.name", f"got {_show(table['name'])}", "one flow name per [[flow]] table (repeat [[flow]] for more)")
+    name = chk.choice(table["name"], f"{path}.name", names, "flow")
+    known = list(_flows.options(name))
+    options = {}
+    for key, value in table.items():
+        if key == "name":
+            continue
+        if key not in known:
+            chk.fail(f"{path}.{key}", f"unknown option of flow {name!r}", f"one of {', '.join(known)}", _hint(key, known))
+        if isinstance(value, list):
+            _axis_values(chk, f"{path}.{key}", value)
+        options[key] = copy.deepcopy(value)
+    return FlowSpec(name=name, options=options)
+
+
+_FLOW_MSG = re.compile(r"^(?:\w+: )?option '(\w+)' expected (.*), got (.*)$", re.S)
+
+
+def _check_flow_params(chk: _Checker, i: int, spec: FlowSpec, params: dict, index: dict[str, int]) -> None:
+    """Validate one expanded point with the flow's own Params; blame the option that fails."""
+    try:
+        _flows.make_params(spec.name, **params)
+        return
+    except (ValueError, TypeError) as err:
+        whole = err
+    culprit = None
+    for key, value in params.items():  # find the option that fails on its own
+        try:
+            _flows.make_params(spec.name, **{key: value})
+        except (ValueError, TypeError) as err:
+            culprit, whole = key, err
+            break
+    path = f"flow[{i}]"
+    if culprit is not None:
+        path += f".{culprit}"
+        if culprit in index:
+            path += f"[{index[culprit]}]"
+    text = str(whole)
+    match = _FLOW_MSG.match(text)
+    if match:
+        chk.fail(path, f"got {match.group(3)}", f"{match.group(2)} (flow {spec.name!r})")
+    chk.fail(path, text.removeprefix(f"{spec.name}: "))
+
+
+def _run(chk: _Checker, data: dict) -> RunSpec:
+    if "run" not in data:
+        chk.fail("run", "missing", "a [run] table (steps = 200, step_size = 0.1)")
+    table = chk.table(data["run"], "run", "steps = 200, step_size = 0.1")
+    chk.keys(table, "run", _RUN)
+    steps_what, eta_what = "the number of Euler steps", "eta, the Euler step"
+    steps = chk.integer(chk.require(table, "steps", "run", f"a positive integer ({steps_what})"), "run.steps", what=steps_what)
+    step_size = chk.positive(
+        chk.require(table, "step_size", "run", f"a positive number ({eta_what})"), "run.step_size", what=eta_what
+    )
+    if "record_every" in table:
+        record_every = chk.integer(table["record_every"], "run.record_every", what="steps between records")
+        if record_every > steps:
+            chk.fail(
+                "run.record_every",
+                f"{record_every} is more than run.steps = {steps}",
+                f"at most {steps} so that something is recorded",
+            )
+    else:
+        record_every = max(1, steps // 100)  # about 100 records
+    methods = chk.choices(
+        table.get("methods", ["particles"]), "run.methods", METHODS, '["particles", "generator"]', "method"
+    )
+    raw_seeds = table.get("seeds", [0])
+    if not isinstance(raw_seeds, list) or not raw_seeds:
+        chk.fail("run.seeds", f"got {_show(raw_seeds)}", "a non-empty list of integers >= 0, e.g. seeds = [0, 1, 2]")
+    seeds = tuple(chk.integer(s, f"run.seeds[{j}]", minimum=0) for j, s in enumerate(raw_seeds))
+    for j, s in enumerate(seeds):
+        if s in seeds[:j]:
+            chk.fail(f"run.seeds[{j}]", f"seed {s} is listed twice", "distinct seeds")
+    backend = chk.choice(table.get("backend", "auto"), "run.backend", BACKENDS, "backend")
+    dtype = chk.choice(table.get("dtype", "float64"), "run.dtype", DTYPES, "dtype")
+    minibatch = chk.integer(table.get("minibatch", 0), "run.minibatch", minimum=0, what="0 for the full target sample")
+    record_velocity = chk.boolean(table.get("record_velocity", False), "run.record_velocity")
+    return RunSpec(
+        steps=steps,
+        step_size=step_size,
+        record_every=record_every,
+        methods=methods,
+        seeds=seeds,
+        backend=backend,
+        dtype=dtype,
+        minibatch=minibatch,
+        record_velocity=record_velocity,
+    )
+
+
+def _metrics(chk: _Checker, data: dict, target_n: int) -> tuple[MetricsSpec, bool]:
+    """The [metrics] table and whether ``names`` was given explicitly."""
+    table = chk.table(data.get("metrics", {}), "metrics", 'names = ["mmd2", "w2"]')
+    chk.keys(table, "metrics", _METRICS)
+    explicit = "names" in table
+    names = chk.choices(table["names"], "metrics.names", METRICS, '["mmd2", "w2"]', "metric") if explicit else METRICS
+    reference_n = chk.integer(table.get("reference_n", target_n), "metrics.reference_n", what="held-out reference samples")
+    eps = table.get("sinkhorn_epsilon")
+    eps = None if eps is None else chk.positive(eps, "metrics.sinkhorn_epsilon", what="entropic regularisation")
+    w2_max = chk.integer(table.get("w2_max_points", 2000), "metrics.w2_max_points", what="subsample size for exact W2")
+    return MetricsSpec(names=names, reference_n=reference_n, sinkhorn_epsilon=eps, w2_max_points=w2_max), explicit
+
+
+def _generator(chk: _Checker, data: dict, methods: tuple[str, ...], init_n: int) -> GeneratorSpec | None:
+    if "generator" not in methods:
+        if "generator" in data:
+            chk.fail(
+                "generator",
+                'a [generator] table but run.methods has no "generator"',
+                'run.methods to include "generator", or no [generator] table',
+            )
+        return None
+    table = chk.table(data.get("generator", {}), "generator", "width = 256, depth = 4")
+    chk.keys(table, "generator", _GENERATOR)
+    defaults = GeneratorSpec()
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        path = f"generator.{key}"
+        default = getattr(defaults, key)
+        if key == "activation":
+            values[key] = chk.choice(value, path, ACTIVATIONS, "activation")
+        elif isinstance(default, float):
+            values[key] = chk.positive(value, path)
+        else:  # the int-valued settings (eval_n's default None stands for "init n")
+            values[key] = chk.integer(value, path)
+    values.setdefault("eval_n", init_n)
+    return GeneratorSpec(**values)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _check_data(chk: _Checker, target, target_axes, init, init_axes, metrics: MetricsSpec, explicit_metrics: bool) -> bool:
+    """Every data point must build, agree in dimension and have the rows its sample sizes need.
+
+    Returns whether some target data point has mode centres.
+    """
+    target_dims: set[int] = set()
+    any_centres = False
+    for point, _, index in _dist_points(target, target_axes):
+        t = _build(chk, "target", point, index, {k for k, _ in target_axes})
+        target_dims.add(t.dim)
+        any_centres = any_centres or t.centres is not None
+        wanted = max(target.n, metrics.reference_n)
+        if t.max_n is not None and wanted > t.max_n:
+            key = "target.n" if target.n > t.max_n else "metrics.reference_n"
+            chk.fail(
+                key,
+                f"{wanted} samples but the file has {t.max_n} rows and replace = false",
+                f"at most {t.max_n}, or replace = true",
+            )
+        if explicit_metrics and "mode_mass" in metrics.names and t.centres is None:
+            chk.fail(
+                "metrics.names",
+                f"mode_mass needs mode centres but target kind {point.kind!r} has none",
+                "a target with modes (gaussian, two_modes, mixture, eight_gaussians, checkerboard), or no mode_mass",
+            )
+    for point, _, index in _dist_points(init, init_axes):
+        t = _build(chk, "init", point, index, {k for k, _ in init_axes})
+        if t.max_n is not None and init.n > t.max_n:
+            chk.fail(
+                "init.n",
+                f"{init.n} particles but the file has {t.max_n} rows and replace = false",
+                f"at most {t.max_n}, or replace = true",
+            )
+        if target_dims != {t.dim}:
+            dims = sorted(target_dims)
+            chk.fail(
+                "init",
+                f"dimension {t.dim} differs from the target's {dims[0] if len(dims) == 1 else dims}",
+                "init and target of the same dimension",
+            )
+    return any_centres
+
+
+def _parse(text: str, source: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        msg = str(err)
+        line = re.search(r"line (\d+)", msg)
+        where = f"line {line.group(1)}: " if line else ""
+        raise ScenarioError(f"{source}: {where}invalid TOML: {msg}", source=source) from None
+
+
+def loads(text: str, *, source: str = "<string>", base_dir: str = ".", overrides: Sequence[str] = ()) -> Scenario:
+    """Parse and validate a scenario from TOML text.
+
+    Parameters
+    ----------
+    text : str
+        The TOML text.
+    source : str
+        Name used in error messages (the file path).
+    base_dir : str
+        Folder that relative ``from_file`` paths start from.
+    overrides : sequence of str
+        ``"key.path=value"`` strings applied after parsing (``run.steps=100``,
+        ``flow.0.bandwidth=0.5``); the value is read as a TOML value, or as a
+        bare string when it is not one.
+
+    Raises
+    ------
+    ScenarioError
+        For every mistake, with the file, the key path and what was expected.
+    """
+    if isinstance(overrides, str):
+        overrides = (overrides,)  # a lone string is one override, not its characters
+    overrides = tuple(overrides)
+    data = _parse(text, source)
+    chk = _Checker(source, _apply_overrides(data, overrides, source))
+    chk.keys(data, "", _TOP)
+
+    if "name" not in data:
+        chk.fail("name", "missing", 'a scenario name, e.g. name = "quickstart"')
+    name = chk.string(data["name"], "name", 'a non-empty string, e.g. name = "quickstart"')
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        chk.fail("description", f"got {_show(description)}", "a string")
+
+    target, target_axes = _dist(chk, data, "target", base_dir, target=True)
+    init, init_axes = _dist(chk, data, "init", base_dir, target=False)
+
+    if "flow" not in data:
+        chk.fail("flow", "missing", 'at least one [[flow]] table with name = "..."')
+    raw_flows = data["flow"]
+    if isinstance(raw_flows, dict):
+        chk.fail("flow", "a single [flow] table", "an array of tables: write [[flow]] (double brackets)")
+    if not isinstance(raw_flows, list) or not raw_flows:
+        chk.fail("flow", f"got {_show(raw_flows)}", 'at least one [[flow]] table with name = "..."')
+    flow_specs = tuple(_flow_table(chk, entry, i) for i, entry in enumerate(raw_flows))
+
+    run = _run(chk, data)
+    metrics, explicit_metrics = _metrics(chk, data, target.n)
+    generator = _generator(chk, data, run.methods, init.n)
+
+    if not _check_data(chk, target, target_axes, init, init_axes, metrics, explicit_metrics) and not explicit_metrics:
+        # the default "all metrics" leaves out mode_mass where no target has modes (moons, spiral, rings, files)
+        metrics = dataclasses.replace(metrics, names=tuple(m for m in metrics.names if m != "mode_mass"))
+
+    sc = Scenario(
+        name=name,
+        source=source,
+        text=text,
+        target=target,
+        init=init,
+        flows=flow_specs,
+        run=run,
+        metrics=metrics,
+        generator=generator,
+        overrides=overrides,
+        description=description,
+        data_sweeps=tuple(f"target.{k}" for k, v in target_axes if len(v) > 1)
+        + tuple(f"init.{k}" for k, v in init_axes if len(v) > 1),
+    )
+    _expand(sc, chk)  # validates every flow point with its own Params and the runs' uniqueness
+    return sc
+
+
+def load(path, overrides: Sequence[str] = ()) -> Scenario:
+    """Read, parse and validate a scenario file (see :func:`loads`).
+
+    Relative ``from_file`` paths start at the file's folder.
+    """
+    source = os.fspath(path)
+    try:
+        with open(source, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        message = f"{source}: cannot read the scenario file ({reason}); expected a readable UTF-8 TOML file"
+        raise ScenarioError(message, source=source) from None
+    base_dir = os.path.dirname(os.path.abspath(source))
+    return loads(text, source=source, base_dir=base_dir, overrides=overrides)
+
+
+# ---------------------------------------------------------------- expansion
+
+
+def _flow_points(chk: _Checker, i: int, spec: FlowSpec):
+    """[(params, swept values, sweep indices)] for one [[flow]] table, validated."""
+    axes = [(k, v) for k, v in spec.options.items() if isinstance(v, list)]
+    out = []
+    for combo in itertools.product(*(list(enumerate(v)) for _, v in axes)):
+        params = copy.deepcopy(spec.options)
+        swept, index = {}, {}
+        for (key, values), (j, value) in zip(axes, combo):
+            params[key] = copy.deepcopy(value)
+            index[key] = j
+            if len(values) > 1:  # a one-value list ([[0.25, 0.5]]) sets a list value: no coordinate
+                swept[key] = value
+        _check_flow_params(chk, i, spec, params, index)
+        out.append((params, swept, index))
+    return out
+
+
+def _expand(sc: Scenario, chk: _Checker) -> list[RunPoint]:
+    flow_points = [_flow_points(chk, i, spec) for i, spec in enumerate(sc.flows)]
+
+    # options that distinguish two [[flow]] tables of the same flow become coordinates too
+    distinguishing: dict[str, set[str]] = {}
+    for spec in sc.flows:
+        distinguishing.setdefault(spec.name, set())
+    for name in distinguishing:
+        specs = [s for s in sc.flows if s.name == name]
+        if len(specs) > 1:
+            defaults = _flows.options(name)
+            for key in defaults:
+                seen = {repr(s.options.get(key, defaults[key])) for s in specs}
+                if len(seen) > 1:
+                    distinguishing[name].add(key)
+
+    target_points = _dist_points(sc.target, _data_axes(sc.target))
+    init_points = _dist_points(sc.init, _data_axes(sc.init))
+
+    points: list[RunPoint] = []
+    seen: dict[tuple, int] = {}
+    for (tpoint, tvalues, _), (ipoint, ivalues, _) in itertools.product(target_points, init_points):
+        data_coords = {f"target.{k}": v for k, v in tvalues.items()} | {f"init.{k}": v for k, v in ivalues.items()}
+        for i, (spec, fpoints) in enumerate(zip(sc.flows, flow_points)):
+            defaults = _flows.options(spec.name)
+            for params, swept, _ in fpoints:
+                extra = {k: params.get(k, defaults[k]) for k in sorted(distinguishing[spec.name]) if k not in swept}
+                for method in sc.run.methods:
+                    for seed in sc.run.seeds:
+                        coords = {"flow": spec.name, "method": method, "seed": seed, **data_coords, **swept, **extra}
+                        coords = {k: copy.deepcopy(v) for k, v in coords.items()}
+                        key = tuple(sorted((k, repr(v)) for k, v in coords.items()))
+                        if key in seen:
+                            chk.fail(f"flow[{i}]", f"repeats the runs of flow[{seen[key]}]", "each [[flow]] table to differ in some option")
+                        seen[key] = i
+                        init_point = dataclasses.replace(ipoint, seed=seed)
+                        points.append(
+                            RunPoint(
+                                flow=spec.name,
+                                params=copy.deepcopy(params),
+                                method=method,
+                                seed=seed,
+                                target=tpoint,
+                                init=init_point,
+                                coords=coords,
+                            )
+                        )
+    # a coordinate with a list value anywhere is stored as text everywhere, so its values share one type
+    listy = {k for p in points for k, v in p.coords.items() if isinstance(v, (list, tuple))}
+    for p in points:
+        for k in listy & p.coords.keys():
+            p.coords[k] = _coord_text(p.coords[k])
+    return points
+
+
+def expand(sc: Scenario, *, allow_data_sweeps: bool = False) -> list[RunPoint]:
+    """The runs of a scenario: data points x flows x flow sweeps x methods x seeds.
+
+    Parameters
+    ----------
+    sc : Scenario
+        A scenario from :func:`load` / :func:`loads`.
+    allow_data_sweeps : bool
+        Whether lists in [target] / [init] may sweep the data (``wgfsim
+        sweep``); ``wgfsim run`` writes one file with one target sample, so
+        it passes False and gets a :class:`ScenarioError` for them.
+
+    Returns
+    -------
+    list of RunPoint
+        In order: data points, then ``[[flow]]`` tables in file order, their
+        sweep points (first key slowest), methods, seeds.
+    """
+    chk = _Checker(sc.source, {})
+    if sc.sweeps_data and not allow_data_sweeps:
+        key = sc.data_sweeps[0]
+        chk.fail(
+            key,
+            "a list sweeps the data, which needs `wgfsim sweep` (one output file per data point)",
+            f"a single value for `wgfsim run`, or run `wgfsim sweep {sc.source}`",
+        )
+    return _expand(sc, chk)

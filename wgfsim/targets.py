@@ -1,0 +1,604 @@
+"""Distributions to sample targets and initial particles from, registered by kind.
+
+Every kind is a small :class:`Target` built by :func:`make` from validated
+options; sampling takes an explicit ``numpy.random.Generator`` (never global
+state) and returns float64 points of shape ``(n, dim)``.  Kinds with modes
+know their centres (``Target.centres``, shape ``(K, dim)``), which the
+``mode_mass`` metric uses to assign each particle to its nearest mode.
+
+Kinds (options and defaults: :func:`options`):
+
+``gaussian``
+    ``N(mean, cov)``; or ``N(mean, std^2 I)`` in ``dim`` dimensions.
+``two_modes``
+    ``w0 N(-s/2 e1, std^2 I) + w1 N(+s/2 e1, std^2 I)`` with ``s = separation``;
+    ``std = 0`` gives exact atoms (Gretton et al. Section 3.3).
+``mixture``
+    isotropic Gaussian mixture ``sum_k w_k N(c_k, std^2 I)``.
+``moons``, ``eight_gaussians``, ``checkerboard``, ``spiral``, ``rings``
+    the 2-D toys of FFJORD's ``lib/toy_data.py`` (Grathwohl et al. 2019), the
+    benchmark sets of the drifting and flow-matching literature, at their
+    published scale (support within about ``[-4, 4]^2``) times ``scale``.
+``from_file``
+    rows of a 2-D array in an ``.npy`` or HDF5 file.
+
+Mode counts of ``two_modes`` and ``mixture`` are exact by default
+(``stratify = true``): with ``n`` points, mode ``k`` gets ``n w_k`` points
+rounded by largest remainder (for two modes, ``floor(w0 n + 1/2)`` on the
+first), so mode masses at ``t = 0`` equal the weights up to ``1/n``; positions
+within a mode are i.i.d.  ``stratify = false`` draws the labels i.i.d.
+(multinomial counts).
+
+Public calls: :func:`names`, :func:`options`, :func:`option_ranks`,
+:func:`summary`, :func:`make`, :class:`Target`, :class:`TargetError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["Target", "TargetError", "names", "options", "option_ranks", "summary", "make"]
+
+
+class TargetError(ValueError):
+    """A bad target option: ``str(err)`` is ``"<kind>: <option>: <what>; expected <what>"``.
+
+    The parts are kept (``kind``, ``option``, ``what``, ``expected``, ``hint``)
+    so that :mod:`wgfsim.scenario` can restate the error with the scenario
+    file and key path (``target.separation``).
+    """
+
+    def __init__(self, kind: str, option: str | None, what: str, expected: str | None = None, hint: str | None = None):
+        self.kind, self.option, self.what, self.expected, self.hint = kind, option, what, expected, hint
+        where = f"{kind}: {option}" if option else kind
+        msg = f"{where}: {what}"
+        if expected:
+            msg += f"; expected {expected}"
+        if hint:
+            msg += f"; did you mean {hint!r}?"
+        super().__init__(msg)
+
+
+# ---------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """A distribution with a sampler.
+
+    Attributes
+    ----------
+    kind : str
+        The registry name.
+    dim : int
+        Dimension ``d`` of the samples.
+    centres : numpy.ndarray or None
+        Mode centres ``(K, d)`` where the distribution has modes, else None.
+    mode_names : list of str
+        One name per centre (empty when ``centres`` is None).
+    max_n : int or None
+        The largest ``n`` :meth:`sample` accepts (``from_file`` without
+        replacement); None when unlimited.
+    """
+
+    kind: str
+    dim: int
+    draw: Callable[[int, np.random.Generator], np.ndarray] = field(repr=False)
+    centres: np.ndarray | None = field(default=None, repr=False)
+    mode_labels: tuple[str, ...] = ()
+    max_n: int | None = None
+
+    @property
+    def mode_names(self) -> list[str]:
+        """One name per mode centre (empty when there are none)."""
+        return list(self.mode_labels)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` points ``(n, dim)`` float64, drawn from ``rng`` only.
+
+        Parameters
+        ----------
+        n : int
+            Number of points, ``n >= 1``.
+        rng : numpy.random.Generator
+            The only source of randomness; the same generator state gives the
+            same points.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"{self.kind}: sample: n expected a positive integer, got {n!r}")
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(
+                f"{self.kind}: sample: rng expected a numpy.random.Generator (np.random.default_rng(seed)), "
+                f"got {type(rng).__name__}"
+            )
+        if self.max_n is not None and n > self.max_n:
+            raise ValueError(f"{self.kind}: sample: n = {n} exceeds the {self.max_n} rows available without replacement")
+        x = self.draw(int(n), rng)  # (n, d)
+        return np.ascontiguousarray(x, dtype=np.float64)
+
+
+# ---------------------------------------------------------------- option checks
+# Each returns the normalised value or raises TargetError naming the option.
+
+
+def _show(value) -> str:
+    if isinstance(value, str):
+        return f'"{value}" (a string)'
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return f"{list(value)!r} (a list)"
+    return repr(value)
+
+
+def _is_number(v) -> bool:
+    return not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, float, np.integer, np.floating))
+
+
+def _real(kind, option, value, *, minimum=0.0, strict=True) -> float:
+    """A finite number ``> minimum`` (``>=`` when not strict)."""
+    relation = ">" if strict else ">="
+    expected = f"a finite number {relation} {minimum:g}"
+    if not _is_number(value) or not math.isfinite(value):
+        raise TargetError(kind, option, f"got {_show(value)}", expected)
+    if (value <= minimum) if strict else (value < minimum):
+        raise TargetError(kind, option, f"got {value!r}", expected)
+    return float(value)
+
+
+def _integer(kind, option, value, *, minimum=1) -> int:
+    expected = f"an integer >= {minimum}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TargetError(kind, option, f"got {_show(value)}", expected)
+    if value < minimum:
+        raise TargetError(kind, option, f"got {value!r}", expected)
+    return int(value)
+
+
+def _boolean(kind, option, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TargetError(kind, option, f"got {_show(value)}", "true or false")
+    return bool(value)
+
+
+def _string(kind, option, value) -> str:
+    if not isinstance(value, str) or not value:
+        raise TargetError(kind, option, f"got {_show(value)}", "a non-empty string")
+    return value
+
+
+def _array(kind, option, value, ndim, what) -> np.ndarray:
+    """A finite float64 array of ``ndim`` dimensions from (nested) lists."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TargetError(kind, option, f"got {_show(value)}", what) from None
+    if arr.ndim != ndim or arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise TargetError(kind, option, f"got {_show(value)}", what)
+    return arr
+
+
+def _weights(kind, option, value, k: int) -> np.ndarray:
+    expected = f"{k} non-negative numbers summing to 1"
+    w = _array(kind, option, value, 1, expected)
+    if w.shape[0] != k:
+        raise TargetError(kind, option, f"got {w.shape[0]} weights for {k} modes", expected)
+    if np.any(w < 0):
+        raise TargetError(kind, option, f"got a negative weight in {_show(value)}", expected)
+    total = float(w.sum())
+    if abs(total - 1.0) > 1e-6:
+        raise TargetError(kind, option, f"weights sum to {total:.6g}", expected)
+    return w / total  # remove the rounding of the file's decimals
+
+
+def _exact_counts(w: np.ndarray, n: int) -> np.ndarray:
+    """Largest-remainder rounding of ``n w`` (K,) to integers summing to ``n``; ties go to the lower index."""
+    raw = w * n  # (K,)
+    counts = np.floor(raw + 1e-9).astype(np.int64)  # 1e-9: 0.3 * 1000 must count as 300, not 299.99...
+    rest = raw - counts
+    deficit = n - int(counts.sum())
+    order = np.argsort(-rest, kind="stable")
+    if deficit > 0:
+        counts[order[:deficit]] += 1
+    elif deficit < 0:
+        counts[order[::-1][:-deficit]] -= 1
+    return counts
+
+
+def _mixture_draw(centres: np.ndarray, w: np.ndarray, std: float, stratify: bool):
+    """Sampler for ``sum_k w_k N(c_k, std^2 I)``; rows come in random order."""
+    k, d = centres.shape
+
+    def draw(n: int, rng: np.random.Generator) -> np.ndarray:
+        counts = _exact_counts(w, n) if stratify else rng.multinomial(n, w)  # (K,)
+        labels = rng.permutation(np.repeat(np.arange(k), counts))  # (n,)
+        x = centres[labels]  # (n, d), a copy
+        if std > 0:
+            x = x + std * rng.standard_normal((n, d))
+        return x
+
+    return draw
+
+
+# ---------------------------------------------------------------- kinds
+
+
+@dataclass(frozen=True)
+class _Option:
+    default: Any
+    rank: int  # 0: a scalar, string or bool; 1: a vector; 2: a matrix (a scenario list one deeper is a sweep)
+    doc: str
+
+
+@dataclass(frozen=True)
+class _Kind:
+    name: str
+    build: Callable[[dict, frozenset, str], Target]  # (options with defaults, given option names, base_dir)
+    options: dict[str, _Option]
+    summary: str
+
+
+_KINDS: dict[str, _Kind] = {}
+
+
+def _register(name: str, summary: str, options_: dict[str, _Option]):
+    def deco(build):
+        _KINDS[name] = _Kind(name, build, options_, summary)
+        return build
+
+    return deco
+
+
+@_register(
+    "gaussian",
+    "Gaussian N(mean, cov), or N(mean, std^2 I) in dim dimensions",
+    {
+        "mean": _Option(None, 1, "mean vector (default zeros)"),
+        "cov": _Option(None, 2, "covariance matrix (symmetric positive semi-definite)"),
+        "dim": _Option(2, 0, "dimension when neither mean nor cov gives it"),
+        "std": _Option(1.0, 0, "isotropic standard deviation when cov is not given"),
+    },
+)
+def _gaussian(opts: dict, given: frozenset, base_dir: str) -> Target:
+    kind = "gaussian"
+    dims = {}
+    mean = cov = None
+    if opts["mean"] is not None:
+        mean = _array(kind, "mean", opts["mean"], 1, "a list of numbers")
+        dims["mean"] = mean.shape[0]
+    if opts["cov"] is not None:
+        cov = _array(kind, "cov", opts["cov"], 2, "a square matrix (a list of equal-length lists of numbers)")
+        if cov.shape[0] != cov.shape[1]:
+            raise TargetError(kind, "cov", f"got shape {cov.shape}", "a square matrix")
+        dims["cov"] = cov.shape[0]
+        if "std" in given:
+            raise TargetError(kind, "std", "given together with cov", "either cov or std, not both")
+    if "dim" in given:
+        dims["dim"] = _integer(kind, "dim", opts["dim"])
+    if len(set(dims.values())) > 1:
+        second = list(dims)[1]
+        raise TargetError(kind, second, f"dimensions disagree ({dims})", "mean, cov and dim of one dimension")
+    d = next(iter(dims.values())) if dims else _integer(kind, "dim", opts["dim"])
+    mean = np.zeros(d) if mean is None else mean
+    if cov is None:
+        std = _real(kind, "std", opts["std"], strict=False)
+        factor = std * np.eye(d)  # (d, d)
+    else:
+        scale = max(float(np.abs(cov).max()), 1e-300)
+        if not np.allclose(cov, cov.T, rtol=0, atol=1e-10 * scale):
+            raise TargetError(kind, "cov", "the matrix is not symmetric", "a symmetric positive semi-definite matrix")
+        evals, evecs = np.linalg.eigh(cov)
+        if evals.min() < -1e-10 * scale:
+            raise TargetError(
+                kind, "cov", f"has a negative eigenvalue {evals.min():.3g}", "a symmetric positive semi-definite matrix"
+            )
+        factor = evecs * np.sqrt(np.clip(evals, 0.0, None))  # (d, d), factor @ factor.T == cov (PSD allowed)
+
+    def draw(n, rng):
+        return mean + rng.standard_normal((n, d)) @ factor.T  # (n, d)
+
+    return Target(kind, d, draw, centres=mean[None, :].copy(), mode_labels=("mean",))
+
+
+@_register(
+    "two_modes",
+    "two Gaussian modes (or atoms, std = 0) at -separation/2 and +separation/2 on the first axis",
+    {
+        "separation": _Option(4.0, 0, "distance s between the modes, at -s/2 e1 and +s/2 e1"),
+        "weights": _Option((0.5, 0.5), 1, "[w0, w1] for the modes at -s/2 and +s/2, summing to 1"),
+        "std": _Option(0.1, 0, "standard deviation of each mode; 0 gives exact atoms"),
+        "dim": _Option(2, 0, "dimension (>= 1)"),
+        "stratify": _Option(True, 0, "exact mode counts (largest remainder) instead of multinomial"),
+    },
+)
+def _two_modes(opts: dict, given: frozenset, base_dir: str) -> Target:
+    kind = "two_modes"
+    s = _real(kind, "separation", opts["separation"])
+    w = _weights(kind, "weights", opts["weights"], 2)
+    std = _real(kind, "std", opts["std"], strict=False)
+    d = _integer(kind, "dim", opts["dim"])
+    stratify = _boolean(kind, "stratify", opts["stratify"])
+    centres = np.zeros((2, d))
+    centres[0, 0], centres[1, 0] = -s / 2, s / 2
+    return Target(kind, d, _mixture_draw(centres, w, std, stratify), centres=centres, mode_labels=("left", "right"))
+
+
+@_register(
+    "mixture",
+    "isotropic Gaussian mixture sum_k w_k N(c_k, std^2 I)",
+    {
+        "centres": _Option(None, 2, "mode centres, K lists of d numbers (required)"),
+        "weights": _Option(None, 1, "K non-negative weights summing to 1 (default uniform)"),
+        "std": _Option(0.1, 0, "standard deviation of every mode; 0 gives atoms"),
+        "stratify": _Option(True, 0, "exact mode counts (largest remainder) instead of multinomial"),
+    },
+)
+def _mixture(opts: dict, given: frozenset, base_dir: str) -> Target:
+    kind = "mixture"
+    if opts["centres"] is None:
+        raise TargetError(kind, "centres", "missing", "K lists of d numbers, e.g. centres = [[-2, 0], [2, 0]]")
+    c = _array(kind, "centres", opts["centres"], 2, "K lists of d numbers, e.g. [[-2, 0], [2, 0]]")
+    k, d = c.shape
+    w = np.full(k, 1.0 / k) if opts["weights"] is None else _weights(kind, "weights", opts["weights"], k)
+    std = _real(kind, "std", opts["std"], strict=False)
+    stratify = _boolean(kind, "stratify", opts["stratify"])
+    return Target(kind, d, _mixture_draw(c, w, std, stratify), centres=c, mode_labels=tuple(f"mode{i}" for i in range(k)))
+
+
+_SCALE = _Option(1.0, 0, "factor applied to the whole sample (noise included)")
+
+
+def _toy_common(kind, opts, has_noise=True):
+    scale = _real(kind, "scale", opts["scale"])
+    noise = _real(kind, "noise", opts["noise"], strict=False) if has_noise else 0.0
+    return scale, noise
+
+
+@_register(
+    "moons",
+    "FFJORD moons: sklearn's two interleaved half circles, x2 + (-1, -0.2), i.i.d. angles",
+    {"scale": _SCALE, "noise": _Option(0.2, 0, "Gaussian jitter std (FFJORD: sklearn noise 0.1, times 2)")},
+)
+def _moons(opts, given, base_dir) -> Target:
+    scale, noise = _toy_common("moons", opts)
+
+    def draw(n, rng):
+        t = rng.uniform(0.0, math.pi, n)  # (n,)
+        upper = rng.random(n) < 0.5  # (n,) which moon
+        x = np.where(upper, np.cos(t), 1.0 - np.cos(t))
+        y = np.where(upper, np.sin(t), 0.5 - np.sin(t))
+        pts = 2.0 * np.stack([x, y], axis=1) + np.array([-1.0, -0.2])  # (n, 2), FFJORD's placement
+        if noise > 0:
+            pts = pts + noise * rng.standard_normal((n, 2))
+        return scale * pts
+
+    return Target("moons", 2, draw)
+
+
+_SQ2 = 1.0 / math.sqrt(2.0)
+_EIGHT = np.array(
+    [(1, 0), (-1, 0), (0, 1), (0, -1), (_SQ2, _SQ2), (_SQ2, -_SQ2), (-_SQ2, _SQ2), (-_SQ2, -_SQ2)]
+)  # FFJORD's order
+_EIGHT_NAMES = ("E", "W", "N", "S", "NE", "SE", "NW", "SW")
+
+
+@_register(
+    "eight_gaussians",
+    "FFJORD 8gaussians: 8 equal modes on a circle of radius 4/1.414 ~ 2.83, std 0.5/1.414 ~ 0.354",
+    {"scale": _SCALE, "noise": _Option(0.5 / 1.414, 0, "std of each mode (FFJORD: 0.5/1.414)")},
+)
+def _eight_gaussians(opts, given, base_dir) -> Target:
+    scale, noise = _toy_common("eight_gaussians", opts)
+    centres = scale * (4.0 / 1.414) * _EIGHT  # (8, 2); FFJORD divides by 1.414, not sqrt(2)
+    draw = _mixture_draw(centres, np.full(8, 1.0 / 8), scale * noise, stratify=False)
+    return Target("eight_gaussians", 2, draw, centres=centres, mode_labels=_EIGHT_NAMES)
+
+
+@_register(
+    "checkerboard",
+    "FFJORD checkerboard: uniform on 8 of the 16 squares of side 2 tiling [-4, 4]^2",
+    {"scale": _SCALE},
+)
+def _checkerboard(opts, given, base_dir) -> Target:
+    scale, _ = _toy_common("checkerboard", opts, has_noise=False)
+    # the 8 occupied squares' centres; nearest-centre assignment is exact on the squares
+    centres = scale * np.array([(-3, -3), (-3, 1), (1, -3), (1, 1), (-1, -1), (-1, 3), (3, -1), (3, 3)], dtype=float)
+
+    def draw(n, rng):
+        x1 = rng.random(n) * 4 - 2  # (n,)
+        x2 = rng.random(n) - rng.integers(0, 2, n) * 2 + np.floor(x1) % 2
+        return scale * 2 * np.stack([x1, x2], axis=1)
+
+    return Target("checkerboard", 2, draw, centres=centres, mode_labels=tuple(f"square{i}" for i in range(8)))
+
+
+@_register(
+    "spiral",
+    "FFJORD 2spirals: two interleaved arms of 1.5 turns, radius up to pi (plus jitter)",
+    {"scale": _SCALE, "noise": _Option(0.1, 0, "Gaussian jitter std (FFJORD: 0.1)")},
+)
+def _spiral(opts, given, base_dir) -> Target:
+    scale, noise = _toy_common("spiral", opts)
+
+    def draw(n, rng):
+        t = np.sqrt(rng.random(n)) * 3 * math.pi  # (n,), 540 degrees; sqrt: uniform density along the area
+        arm_x = -np.cos(t) * t + rng.random(n) * 0.5
+        arm_y = np.sin(t) * t + rng.random(n) * 0.5
+        sign = np.where(rng.random(n) < 0.5, 1.0, -1.0)  # which arm
+        pts = sign[:, None] * np.stack([arm_x, arm_y], axis=1) / 3  # (n, 2)
+        if noise > 0:
+            pts = pts + noise * rng.standard_normal((n, 2))
+        return scale * pts
+
+    return Target("spiral", 2, draw)
+
+
+@_register(
+    "rings",
+    "FFJORD rings: 4 concentric circles of radii 3, 2.25, 1.5, 0.75, equal mass, jitter 0.08",
+    {"scale": _SCALE, "noise": _Option(0.08, 0, "Gaussian jitter std (FFJORD: 0.08)")},
+)
+def _rings(opts, given, base_dir) -> Target:
+    scale, noise = _toy_common("rings", opts)
+    radii = np.array([3.0, 2.25, 1.5, 0.75])
+
+    def draw(n, rng):
+        r = radii[rng.integers(0, 4, n)]  # (n,)
+        theta = rng.uniform(0.0, 2 * math.pi, n)
+        pts = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)  # (n, 2)
+        if noise > 0:
+            pts = pts + noise * rng.standard_normal((n, 2))
+        return scale * pts
+
+    return Target("rings", 2, draw)
+
+
+_H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+
+
+def _load_npy(kind, path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise TargetError(kind, "path", f"cannot read {path!r} as .npy ({err})", "a readable .npy array") from None
+
+
+def _load_h5(kind, path, dataset):
+    import h5py  # only needed for HDF5 sources
+
+    if dataset is None:
+        raise TargetError(kind, "dataset", f"missing for the HDF5 file {path!r}", "the name of a dataset in the file")
+    try:
+        with h5py.File(path, "r") as f:
+            found: list[str] = []
+            f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+            if dataset.strip("/") not in found:
+                hint = difflib.get_close_matches(dataset, found, n=1)
+                raise TargetError(
+                    kind, "dataset", f"no dataset {dataset!r} in {path!r}", f"one of {found}", hint[0] if hint else None
+                )
+            return np.asarray(f[dataset][()])
+    except OSError as err:
+        raise TargetError(kind, "path", f"cannot read {path!r} as HDF5 ({err})", "a readable HDF5 file") from None
+
+
+@_register(
+    "from_file",
+    "rows of a 2-D array stored in an .npy or HDF5 file",
+    {
+        "path": _Option(None, 0, "file path (.npy or .h5/.hdf5); relative paths start at the scenario's folder"),
+        "dataset": _Option(None, 0, "dataset name inside an HDF5 file"),
+        "replace": _Option(True, 0, "draw rows with replacement; false returns the first n rows"),
+    },
+)
+def _from_file(opts, given, base_dir) -> Target:
+    kind = "from_file"
+    if opts["path"] is None:
+        raise TargetError(kind, "path", "missing", 'a path to an .npy or .h5 file, e.g. path = "data/points.npy"')
+    raw = _string(kind, "path", opts["path"])
+    replace = _boolean(kind, "replace", opts["replace"])
+    dataset = None if opts["dataset"] is None else _string(kind, "dataset", opts["dataset"])
+    path = os.path.join(base_dir, os.path.expanduser(raw))  # an absolute raw path wins in os.path.join
+    if not os.path.isfile(path):
+        raise TargetError(kind, "path", f"cannot read {raw!r}: no such file ({path})", "an existing .npy or .h5 file")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".npy":
+        if dataset is not None:
+            raise TargetError(kind, "dataset", f"given for the .npy file {path!r}", "no dataset (only HDF5 files have them)")
+        data = _load_npy(kind, path)
+    elif suffix in _H5_SUFFIXES:
+        data = _load_h5(kind, path, dataset)
+    else:
+        raise TargetError(kind, "path", f"unsupported file type {suffix!r} ({path!r})", f"one of ('.npy',) + {_H5_SUFFIXES}")
+    if data.ndim != 2 or data.shape[0] < 1 or data.shape[1] < 1:
+        raise TargetError(kind, "path", f"the array in {path!r} has shape {data.shape}", "a 2-D array (points, dim)")
+    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+        raise TargetError(kind, "path", f"the array in {path!r} has dtype {data.dtype}", "a real numeric array")
+    data = np.array(data, dtype=np.float64)  # a private copy
+    if not np.all(np.isfinite(data)):
+        raise TargetError(kind, "path", f"the array in {path!r} contains NaN or inf", "finite values")
+    data.setflags(write=False)
+    rows = data.shape[0]
+
+    def draw(n, rng):
+        if replace:
+            return data[rng.integers(0, rows, n)]  # (n, d)
+        return data[:n].copy()
+
+    return Target(kind, data.shape[1], draw, max_n=None if replace else rows)
+
+
+# ---------------------------------------------------------------- public calls
+
+
+def names() -> list[str]:
+    """The registered kinds, in registration order."""
+    return list(_KINDS)
+
+
+def _kind(kind: str) -> _Kind:
+    try:
+        return _KINDS[kind]
+    except (KeyError, TypeError):
+        hint = difflib.get_close_matches(str(kind), _KINDS, n=1)
+        raise TargetError(
+            "targets", "kind", f"unknown kind {_show(kind)}", f"one of {', '.join(_KINDS)}", hint[0] if hint else None
+        ) from None
+
+
+def options(kind: str) -> dict[str, Any]:
+    """The options of ``kind`` and their defaults (None: required or derived)."""
+    return {k: o.default for k, o in _kind(kind).options.items()}
+
+
+def option_ranks(kind: str) -> dict[str, int]:
+    """Array rank of each option's value: 0 scalar, 1 vector, 2 matrix.
+
+    A scenario list nested one level deeper than this is a sweep over values.
+    """
+    return {k: o.rank for k, o in _kind(kind).options.items()}
+
+
+def summary(kind: str) -> str:
+    """One line describing ``kind``, with its option documentation."""
+    entry = _kind(kind)
+    opts = "; ".join(f"{k} = {o.default!r}: {o.doc}" for k, o in entry.options.items())
+    return f"{kind}: {entry.summary} ({opts})"
+
+
+def make(kind: str, *, base_dir: str = ".", **params) -> Target:
+    """Build a validated :class:`Target` of ``kind`` from its options.
+
+    Parameters
+    ----------
+    kind : str
+        One of :func:`names`.
+    base_dir : str
+        Folder that relative ``from_file`` paths start from (the scenario
+        file's folder).
+    **params
+        The kind's options (:func:`options`); missing ones take their defaults.
+
+    Raises
+    ------
+    TargetError
+        (a ``ValueError``) naming the option and what was expected, with a
+        did-you-mean for unknown options.
+    """
+    entry = _kind(kind)
+    for key in params:
+        if key not in entry.options:
+            hint = difflib.get_close_matches(key, entry.options, n=1)
+            raise TargetError(
+                kind, key, "unknown option", f"one of {', '.join(entry.options)}", hint[0] if hint else None
+            )
+    opts = {k: o.default for k, o in entry.options.items()} | params
+    return entry.build(opts, frozenset(params), str(base_dir))
