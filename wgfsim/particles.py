@@ -23,7 +23,7 @@ import numpy as np
 from .backend import array_namespace
 from .flows import Field
 
-__all__ = ["ParticleState", "SimulationError", "init", "step", "target_batch"]
+__all__ = ["ParticleState", "SimulationError", "init", "step", "velocity", "advance", "target_batch"]
 
 
 class SimulationError(RuntimeError):
@@ -53,18 +53,28 @@ def target_batch(target, minibatch: int, rng: np.random.Generator):
     return xp.take(target, xp.asarray(rows), axis=0)
 
 
-def step(state: ParticleState, target, step_size: float, minibatch: int = 0) -> ParticleState:
-    """One Euler step ``x <- x + step_size * v(x)``; returns the updated state."""
+def velocity(state: ParticleState, target, minibatch: int = 0):
+    """The field ``v[q_k, p](x_k)`` (N, d) at the current positions; raises on NaN/inf."""
     xp = array_namespace(state.x)
     y = target_batch(target, minibatch, state.rng)
     v = state.field(state.x, y)  # (N, d)
     if not bool(xp.all(xp.isfinite(v))):
         raise SimulationError(
-            f"step {state.step + 1}: flow {state.field.name!r} produced NaN or inf velocities; "
-            f"the step size ({step_size}) may be too large for this flow, or the bandwidth/epsilon too small "
-            "for float32 (try dtype = \"float64\")"
+            f"step {state.step}: flow {state.field.name!r} produced NaN or inf velocities; "
+            "the step size may be too large for this flow, or the bandwidth/epsilon too small "
+            'for float32 (try dtype = "float64")'
         )
+    return v
+
+
+def advance(state: ParticleState, v, step_size: float) -> ParticleState:
+    """The Euler update ``x <- x + step_size * v`` with a velocity from :func:`velocity`."""
     state.x = state.x + step_size * v
     state.velocity = v
     state.step += 1
     return state
+
+
+def step(state: ParticleState, target, step_size: float, minibatch: int = 0) -> ParticleState:
+    """One Euler step ``x <- x + step_size * v(x)``; returns the updated state."""
+    return advance(state, velocity(state, target, minibatch), step_size)
