@@ -1,5 +1,11 @@
+import pathlib
+import sys
+
 import numpy as np
 import pytest
+
+# the malformed-scenario cases are shared by several test modules
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 
 @pytest.fixture

@@ -69,7 +69,14 @@ def velocity(state: ParticleState, target, minibatch: int = 0):
 
 def advance(state: ParticleState, v, step_size: float) -> ParticleState:
     """The Euler update ``x <- x + step_size * v`` with a velocity from :func:`velocity`."""
-    state.x = state.x + step_size * v
+    xp = array_namespace(state.x)
+    x = state.x + step_size * v
+    if not bool(xp.all(xp.isfinite(x))):
+        raise SimulationError(
+            f"step {state.step}: flow {state.field.name!r} sent particles to inf (step size {step_size}); "
+            "the step size is too large for this flow"
+        )
+    state.x = x
     state.velocity = v
     state.step += 1
     return state

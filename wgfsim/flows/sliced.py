@@ -46,35 +46,37 @@ def directions(rng: np.random.Generator, n: int, d: int, xp=np, dtype=np.float64
 
 
 def monotone_map(px, py):
-    """``T_l(px_il)`` (N, L) for projected particles px (N, L) and targets py (M, L), column by column."""
+    """``T_l(px_li)`` (L, N) for projected particles px (L, N) and targets py (L, M), row by row.
+
+    Rows are the directions, so every sort runs over contiguous memory.
+    """
     xp = array_namespace(px)
-    n, m = px.shape[0], py.shape[0]
-    order = xp.argsort(px, axis=0, stable=True)  # (N, L): ties broken by index
+    n, m = px.shape[1], py.shape[1]
+    order = xp.argsort(px, axis=1, stable=True)  # (L, N): ties broken by index
     ranks = xp.empty_like(order)
-    cols = xp.broadcast_to(xp.arange(px.shape[1])[None, :], order.shape)
-    ranks[order, cols] = xp.broadcast_to(xp.arange(n)[:, None], order.shape)  # inverse permutation
+    xp.put_along_axis(ranks, order, xp.broadcast_to(xp.arange(n)[None, :], order.shape), axis=1)  # inverse permutation
     # interpolation position among the target nodes (j + 1/2)/M, clamped at both ends
-    pos = (ranks.astype(px.dtype) + 0.5) * (m / n) - 0.5  # (N, L)
+    pos = (ranks.astype(px.dtype) + 0.5) * (m / n) - 0.5  # (L, N)
     j0 = xp.clip(xp.floor(pos), 0, m - 1).astype(xp.int64)
     j1 = xp.minimum(j0 + 1, m - 1)
     frac = xp.clip(pos - j0.astype(px.dtype), 0.0, 1.0)
-    qy = xp.sort(py, axis=0)  # (M, L)
-    lo = xp.take_along_axis(qy, j0, axis=0)
-    hi = xp.take_along_axis(qy, j1, axis=0)
+    qy = xp.sort(py, axis=1)  # (L, M)
+    lo = xp.take_along_axis(qy, j0, axis=1)
+    hi = xp.take_along_axis(qy, j1, axis=1)
     return lo + frac * (hi - lo)
 
 
 def _projected_gaps(x, y, params: Params, ctx):
     xp = array_namespace(x)
     theta = directions(ctx.rng, params.n_projections, x.shape[1], xp, x.dtype)  # (L, d)
-    px = x @ theta.T  # (N, L)
-    py = y @ theta.T  # (M, L)
-    return monotone_map(px, py) - px, theta  # (N, L), (L, d)
+    px = theta @ x.T  # (L, N)
+    py = theta @ y.T  # (L, M)
+    return monotone_map(px, py) - px, theta  # (L, N), (L, d)
 
 
 def velocity(x, y, a, b, params: Params, ctx):
     gaps, theta = _projected_gaps(x, y, params, ctx)
-    return gaps @ theta / params.n_projections
+    return gaps.T @ theta / params.n_projections
 
 
 def energy(x, y, a, b, params: Params, ctx):
