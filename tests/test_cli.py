@@ -52,15 +52,18 @@ def test_quickstart_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("case_id,text,message", CASES, ids=[c[0] for c in CASES])
-def test_malformed_scenario_exits_2_with_its_message_and_writes_nothing(tmp_path, case_id, text, message):
+def test_malformed_scenario_exits_2_with_its_message_and_writes_nothing(tmp_path, capsys, case_id, text, message):
+    from wgfsim.cli import main
+
     scenario = tmp_path / "bad.toml"
     scenario.write_text(text)
     out = tmp_path / "out"
-    res = wgfsim("run", str(scenario), "-o", str(out), "-q")
-    assert res.returncode == 2, (res.stdout, res.stderr)
-    assert message in res.stderr
-    assert "Traceback" not in res.stderr
-    assert str(scenario) in res.stderr  # the message names the file
+    code = main(["run", str(scenario), "-o", str(out), "-q"])  # in-process: the same code path, no interpreter start-up
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err
+    assert "Traceback" not in err
+    assert str(scenario) in err  # the message names the file
     assert not out.exists() or not any(out.iterdir())
 
 
