@@ -80,7 +80,8 @@ import numpy as np
 __all__ = ["lse_shift", "distance_sums"]
 
 _SOURCE = Path(__file__).with_name("cuda") / "lse_shift.cu"
-# C++17 for `if constexpr`; no fast-math: the Kahan compensation must not be reassociated away
+# C++17 for `if constexpr`.  No fast-math (the Kahan compensation must not be reassociated
+# away); CuPy adds -ftz=true itself, harmless here (see the subnormal notes in the .cu).
 _OPTIONS = ("-std=c++17",)
 
 # d up to this uses the template-specialised kernels (point, displacements and sums in registers)
@@ -134,7 +135,8 @@ _FAST_TUNING: dict[tuple[str, int], FastTuning] = {
     **{("float64", d): FastTuning(rows=1, k=8) for d in (1, 2, 3)},
     **{("float64", d): FastTuning(rows=1, k=4) for d in (4, 5, 6, 7, 8)},
 }
-# dtype -> shape (float 142/108/32 registers, double 168/168/32; no spills)
+# dtype -> shape (ptxas: float32 up to 142 registers, float64 up to 255; 4-byte spills in
+# the float32 lse-only and float64 shift instances)
 _GENERIC_TUNING: dict[str, GenericTuning] = {
     "float32": GenericTuning(k=4, slice=16),
     "float64": GenericTuning(k=4, slice=16),
