@@ -443,46 +443,42 @@ def _flow_of_cases(da, ds) -> np.ndarray:
 def fit_slopes(x, h, labels) -> dict[str, dict]:
     """Least-squares slope of ``log h`` against ``x`` per label, over the finite positive half-times.
 
-    Returns ``{label: {"slope", "intercept", "n", "x_max"}}`` (NaN slope with fewer than 2 points).
+    Returns ``{label: {"slope", "intercept", "n", "x_max", "slope_tail"}}``:
+    ``slope_tail`` is the fit over the three largest finite ``x`` (where
+    ``kappa`` is smallest and the asymptotic rate shows); NaN with fewer
+    than 2 (3) points.
     """
-    x, h, labels = (np.asarray(a).ravel() for a in (x, h, labels))
+    x, h, labels = (np.asarray(a, dtype=object if a is labels else float).ravel() for a in (x, h, labels))
+    x, h = x.astype(float), h.astype(float)
     out = {}
     for lab in dict.fromkeys(labels.tolist()):
         m = (labels == lab) & np.isfinite(h) & (h > 0) & np.isfinite(x)
-        if m.sum() >= 2 and np.ptp(x[m]) > 0:
-            slope, icpt = np.polyfit(x[m], np.log(h[m]), 1)
-        else:
-            slope, icpt = math.nan, math.nan
-        out[lab] = {"slope": float(slope), "intercept": float(icpt), "n": int(m.sum()), "x_max": float(x[m].max()) if m.any() else math.nan}
+        slope, icpt = _polyfit(x[m], np.log(h[m]))
+        xs = np.unique(x[m])
+        tail = m & (x >= xs[-3]) if xs.size >= 3 else np.zeros_like(m)
+        out[lab] = {
+            "slope": slope,
+            "intercept": icpt,
+            "n": int(m.sum()),
+            "x_max": float(x[m].max()) if m.any() else math.nan,
+            "slope_tail": _polyfit(x[tail], np.log(h[tail]))[0] if tail.any() else math.nan,
+        }
     return out
 
 
-def plot_half_times(ds, *, sigma: float | None = None, half_times=None, ax=None):
-    """Log half-time against ``separation^2 / sigma^2``, one line per flow (seeds: geometric mean).
+def _polyfit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    if x.size >= 2 and np.ptp(x) > 0:
+        slope, icpt = np.polyfit(x, y, 1)
+        return float(slope), float(icpt)
+    return math.nan, math.nan
 
-    ``ds`` is a stored dataset (run file or sweep); ``half_times`` optionally
-    the :func:`half_time` of it (computed when not given).  Runs that never
-    reached half their error are drawn as open triangles at the top edge.
-    A dashed guide shows the slope 1/2 of ``1/kappa = exp(s^2/(2 sigma^2))``.
-    Returns a ``matplotlib.figure.Figure``.
-    """
-    from matplotlib.figure import Figure
 
-    h = half_time(ds) if half_times is None else half_times
-    x = separation_over_sigma(ds, sigma)
-    import xarray as xr
-
-    h, x = xr.broadcast(h, x)
-    flows = _flow_of_cases(h, ds)
-    hv, xv = h.values, x.values
-    if ax is None:
-        fig = Figure(figsize=(6.4, 4.4), dpi=100)
-        ax = fig.add_subplot(1, 1, 1)
-    else:
-        fig = ax.figure
+def _draw_half_times(ax, xv: np.ndarray, hv: np.ndarray, flows: np.ndarray, sigma: float) -> None:
+    """Draw one line per flow (geometric mean over repeats), never-finished runs as open triangles at the top."""
     finite = hv[np.isfinite(hv) & (hv > 0)]
     top = float(finite.max()) * 3 if finite.size else 1.0
     fits = fit_slopes(xv, hv, flows)
+    guide = None
     for k, flow in enumerate(dict.fromkeys(flows.ravel().tolist())):
         m = flows == flow
         xs = np.unique(xv[m][np.isfinite(xv[m])])
@@ -496,15 +492,43 @@ def plot_half_times(ds, *, sigma: float | None = None, half_times=None, ax=None)
         slope = fits[flow]["slope"]
         label = f"{flow} (slope {slope:.2f})" if math.isfinite(slope) else flow
         ax.plot(xs, ys, marker="o", color=f"C{k}", label=label)
-    if xv.size and np.isfinite(xv).any() and finite.size:
-        x0, x1 = np.nanmin(xv), np.nanmax(xv)
-        y0 = float(finite.min())
-        ax.plot([x0, x1], [y0, y0 * math.exp(0.5 * (x1 - x0))], ls="--", color="0.5", lw=1, label="slope 1/2: 1/kappa")
+        if flow in _SIGMA_OF and xs.size and math.isfinite(ys[0]):
+            guide = (xs[0], ys[0]) if guide is None else max(guide, (xs[0], ys[0]), key=lambda g: g[1])
+    if guide is not None and np.isfinite(xv).any():
+        x0, y0 = guide
+        x1 = float(np.nanmax(xv))
+        ax.plot([x0, x1], [y0, y0 * math.exp(0.5 * (x1 - x0))], ls="--", color="0.5", lw=1, label="slope 1/2 (1/kappa)")
     ax.set_yscale("log")
-    ax.set_xlabel(r"separation$^2$ / $\sigma^2$" + (f"  ($\\sigma$ = {x.attrs.get('sigma', float('nan')):.3g})"))
+    ax.set_xlabel(r"separation$^2$ / $\sigma^2$" + f"  ($\\sigma$ = {sigma:.3g})")
     ax.set_ylabel("half-time of the mode-mass error")
     ax.set_title("mass transfer between distant modes")
     ax.legend(fontsize="small")
+
+
+def plot_half_times(ds, *, sigma: float | None = None, half_times=None, ax=None):
+    """Log half-time against ``separation^2 / sigma^2``, one line per flow (repeats: geometric mean).
+
+    ``ds`` is a stored dataset (run file or sweep); ``half_times`` optionally
+    the :func:`half_time` of it (computed when not given).  Runs that never
+    reached half their error are drawn as open triangles at the top edge.
+    The legend gives each flow's fitted slope (:func:`fit_slopes`); a dashed
+    guide shows the slope 1/2 of ``1/kappa = exp(s^2/(2 sigma^2))``.
+    Returns a ``matplotlib.figure.Figure``.
+    """
+    import xarray as xr
+    from matplotlib.figure import Figure
+
+    h = half_time(ds) if half_times is None else half_times
+    x = separation_over_sigma(ds, sigma)
+    h, x = xr.broadcast(h, x)
+    x = x.transpose(*h.dims)
+    flows = _flow_of_cases(h, ds)
+    if ax is None:
+        fig = Figure(figsize=(6.4, 4.4), dpi=100)
+        ax = fig.add_subplot(1, 1, 1)
+    else:
+        fig = ax.figure
+    _draw_half_times(ax, x.values, h.values, flows, x.attrs["sigma"])
     return fig
 
 
@@ -620,36 +644,40 @@ class MassTransferStudy:
     slopes: dict
     sigma: float
     sweep_dirs: list
+    closed_form_slopes: dict = field(default_factory=dict)
     datasets: list = field(default_factory=list, repr=False)
     reference_slope: float = 0.5
 
     def table(self) -> str:
-        """A plain-text table: half-time per flow and x, then the fitted slopes."""
+        """A plain-text table: half-time per flow and x, the fitted slopes, the closed form's, and 1/2."""
         h = self.half_times
         if "seed" in h.dims:
             h = np.exp(np.log(h).mean("seed"))
-        xs = self.x.values if self.x.ndim == 1 else self.x.isel({d: 0 for d in self.x.dims if d != "target.separation"}).values
-        head = "flow".ljust(16) + "".join(f"{v:>10.2f}" for v in xs) + "   slope (vs 1/2)"
-        rows = [f"x = separation^2/sigma^2 (sigma = {self.sigma:g}); half-times in t", head]
+        xs = self.x.values
+        head = "flow".ljust(16) + "".join(f"{v:>9.2f}" for v in xs) + "    slope  tail  closed-form  asymptote"
+        rows = [f"half-times in t against x = separation^2/sigma^2 (sigma = {self.sigma:g})", head]
         for flow in h["flow"].values.tolist():
             vals = h.sel(flow=flow).values.ravel()
-            s = self.slopes.get(flow, {}).get("slope", math.nan)
-            rows.append(flow.ljust(16) + "".join(f"{v:>10.3g}" for v in vals) + f"   {s:.3f}")
+            fit = self.slopes.get(flow, {})
+            cf = self.closed_form_slopes.get(flow, math.nan)
+            cf_text = f"{cf:11.3f}  {self.reference_slope:9.3f}" if math.isfinite(cf) else ""
+            rows.append(flow.ljust(16) + "".join(f"{v:>9.3g}" for v in vals)
+                        + f"   {fit.get('slope', math.nan):6.3f} {fit.get('slope_tail', math.nan):5.2f}  {cf_text}")
+        rows.append("slope: fit of log half-time over all finite points; tail: over the 3 largest x; closed-form: the same "
+                    "fit of log 1/|v(+D)| (FLOWS.md truth 1) on this grid; asymptote: 1/2 from kappa = exp(-x/2)")
         return "\n".join(rows)
 
     def figure(self):
-        """Log half-time against separation^2/sigma^2, one line per flow."""
+        """Log half-time against separation^2/sigma^2, one line per flow (see :func:`plot_half_times`)."""
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(6.4, 4.4), dpi=100)
         ax = fig.add_subplot(1, 1, 1)
-        for ds, h in self.datasets:
-            plot_half_times(ds, sigma=self.sigma, half_times=h, ax=ax)
-        handles, labels = ax.get_legend_handles_labels()
-        keep = {}
-        for hnd, lab in zip(handles, labels):
-            keep.setdefault(lab, hnd)
-        ax.legend(list(keep.values()), list(keep.keys()), fontsize="small")
+        h = self.half_times
+        x = (h["target.separation"] / self.sigma) ** 2
+        hh, xx = __import__("xarray").broadcast(h, x)
+        flows = np.broadcast_to(h["flow"].values.reshape([-1] + [1] * (h.ndim - 1)), h.shape)
+        _draw_half_times(ax, xx.transpose(*hh.dims).values, hh.values, flows, self.sigma)
         return fig
 
 
@@ -667,9 +695,9 @@ def mass_transfer_study(
     kernel_flows: Sequence[str] = ("kl_kde", "sinkhorn_proxy"),
     kernel_steps: int = 600,
     kernel_step_size: float = 1.0,
-    transport_eps: float = 0.05,
+    transport_eps: float = 0.1,
     transport_flows: Sequence[str] = ("sinkhorn", "sliced", "w2_exact"),
-    transport_steps: int = 60,
+    transport_steps: int = 30,
     transport_step_size: float = 0.1,
     workers: int = 1,
     executor: str | None = None,
@@ -705,7 +733,8 @@ def mass_transfer_study(
         "sinkhorn_proxy": {"epsilon": sigma * sigma},
         "drift_da2": {"temperatures": sigma * sigma, "cost": "sqeuclidean"},
     }
-    transport_params = {"sinkhorn": {"epsilon": transport_eps, "max_iter": 1000}, "sliced": {}, "w2_exact": {}}
+    # sinkhorn: 100 iterations per step (the paper's), warm-started; sliced: in 1-D one direction is exact
+    transport_params = {"sinkhorn": {"epsilon": transport_eps, "max_iter": 100}, "sliced": {"n_projections": 1 if dim == 1 else 100}, "w2_exact": {}}
     groups = [
         ("kernel", [(f, kernel_params[f]) for f in kernel_flows], kernel_steps, kernel_step_size),
         ("transport", [(f, transport_params[f]) for f in transport_flows], transport_steps, transport_step_size),
@@ -739,7 +768,13 @@ def mass_transfer_study(
     hh, xx = xr.broadcast(h_all, x)
     labels = np.broadcast_to(h_all["flow"].values.reshape([-1] + [1] * (h_all.ndim - 1)), h_all.shape)
     slopes = fit_slopes(xx.transpose(*hh.dims).values, hh.values, labels)
-    return MassTransferStudy(half_times=h_all, x=x, slopes=slopes, sigma=float(sigma), sweep_dirs=dirs, datasets=datasets)
+    # the same fit for 1 / |closed-form velocity of the overcrowded atom|: what kappa alone predicts on this grid
+    closed = {}
+    for flow, params in groups[0][1]:
+        inv = [1.0 / abs(two_atom_closed_form(flow, sigma * math.sqrt(xv) / 2, pi, alpha, **params)) for xv in x_values]
+        closed[flow] = _polyfit(np.asarray(x_values, float), np.log(inv))[0]
+    return MassTransferStudy(half_times=h_all, x=x, slopes=slopes, sigma=float(sigma), sweep_dirs=dirs,
+                             closed_form_slopes=closed, datasets=datasets)
 
 
 # ================================================================ the field at arbitrary points
