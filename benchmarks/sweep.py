@@ -14,7 +14,8 @@ the numba cache load) once per worker process; with two workers each runs
 single-threaded (``NUMBA_NUM_THREADS=1``), with one worker numba may use
 every core.  The ratio is ``t(workers=2) / t(workers=1)``; the target is
 ``<= 0.6`` on a machine with at least 2 free cores.  Timings on a loaded
-machine mean little: the script prints the load average next to them.
+machine mean little: the script prints the load average and a calibration
+(the same ratio for pure-Python spins, ~0.5 on two idle cores) next to them.
 """
 
 from __future__ import annotations
@@ -70,6 +71,33 @@ def run(workers: int, steps: int, n: int, root: pathlib.Path) -> tuple[float, ob
     return seconds, result
 
 
+def _spin(n: int) -> int:
+    s = 0
+    for i in range(n):
+        s += i
+    return s
+
+
+def calibrate(workers: int, n: int = 4_000_000, tasks: int = 4) -> float:
+    """The machine's own ratio for pure-Python CPU work: ``tasks`` spins on ``workers`` processes vs one process.
+
+    About ``1 / workers`` on idle cores; near 1 when other processes already
+    occupy the cores (then no sweep can be faster either).
+    """
+    import multiprocessing
+
+    t0 = time.perf_counter()
+    for _ in range(tasks):
+        _spin(n)
+    serial = time.perf_counter() - t0
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pool.map(_spin, [1000] * workers)  # start the processes outside the timing
+        t0 = time.perf_counter()
+        pool.map(_spin, [n] * tasks)
+        parallel = time.perf_counter() - t0
+    return parallel / serial
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=400, help="Euler steps per point (default 400)")
@@ -81,8 +109,10 @@ def main() -> int:
 
     root = pathlib.Path(args.keep) if args.keep else pathlib.Path(tempfile.mkdtemp(prefix="wgfsim-bench-sweep-"))
     try:
+        cal_before = calibrate(args.workers)
         t1, r1 = run(1, args.steps, args.n, root)
         tw, rw = run(args.workers, args.steps, args.n, root)
+        cal_after = calibrate(args.workers)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -95,6 +125,8 @@ def main() -> int:
     print(f"workers 1: {t1:.2f} s   (numba threads per task: {sorted({o.threads for o in r1.finished}, key=str)})")
     print(f"workers {args.workers}: {tw:.2f} s   (numba threads per task: {sorted({o.threads for o in rw.finished}, key=str)})")
     print(f"ratio workers {args.workers} / workers 1 = {ratio:.3f}  (target <= 0.6)")
+    print(f"machine calibration, pure-Python spins on {args.workers} processes / 1 process: "
+          f"{cal_before:.3f} before, {cal_after:.3f} after (~{1 / args.workers:.2f} on idle cores)")
     return 1 if args.check and ratio > 0.6 else 0
 
 

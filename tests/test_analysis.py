@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import pytest
-import xarray as xr
 
 import wgfsim
 from wgfsim import analysis, analytic, runner, scenario
@@ -42,7 +41,7 @@ def _run_file(path, curves, t, *, target=(0.5, 0.5), n=10):
 
 
 def test_half_time_of_exponential_decay_and_never(tmp_path):
-    t = np.linspace(0.0, 10.0, 201)
+    t = np.linspace(0.0, 10.0, 81)
     tau = 2.0
     decay = 0.5 - 0.3 * np.exp(-t / tau)  # error 0.3 e^{-t/tau}: halves at tau ln 2
     stuck = np.full_like(t, 0.2)  # never moves
@@ -63,7 +62,7 @@ def test_half_time_of_exponential_decay_and_never(tmp_path):
 
 
 def test_plot_half_times_draws_one_line_per_flow(tmp_path):
-    t = np.linspace(0.0, 10.0, 51)
+    t = np.linspace(0.0, 10.0, 21)
     ds = open_run(_run_file(tmp_path / "h.h5", [0.5 - 0.3 * np.exp(-t), 0.5 - 0.3 * np.exp(-t / 3)], t))
     fig = analysis.plot_half_times(ds, sigma=1.0)
     labels = [line.get_label() for line in fig.axes[0].get_lines()]

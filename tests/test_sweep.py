@@ -233,7 +233,8 @@ def test_failing_point_is_reported_and_rerun_runs_only_it(tmp_path):
     failure = first.failed[0]
     assert failure.coords == planned[1].coords and failure.error
     assert len(first.finished) == len(planned) - 1
-    assert all(o.threads == 1 for o in first.finished)  # numba limited to one thread per worker
+    # numba limited to one thread per worker: its pool was created with NUMBA_NUM_THREADS=1 from the environment
+    assert all(o.threads == 1 and o.pool_threads == 1 for o in first.finished)
     mtimes = {o.file.name: o.file.stat().st_mtime_ns for o in first.finished}
     (blocked / "x").unlink()
     blocked.rmdir()
@@ -246,7 +247,7 @@ def test_failing_point_is_reported_and_rerun_runs_only_it(tmp_path):
 
 @pytest.mark.slow
 def test_killed_sweep_reruns_only_the_missing_points(tmp_path):
-    """SIGKILL a sweep (and its worker) once the first point file appears; the re-run does only the rest."""
+    """SIGKILL a sweep (and its worker) mid-point, after a first point file appeared; the re-run does only the rest."""
     script = tmp_path / "run.py"
     out = tmp_path / "sweep"
     script.write_text(textwrap.dedent(f"""
@@ -255,53 +256,70 @@ def test_killed_sweep_reruns_only_the_missing_points(tmp_path):
         from wgfsim import sweep
         from tests.test_sweep import tiny
         if __name__ == "__main__":
-            sweep.run_sweep(tiny(steps=60, every=5, seeds="[0, 1]"), {str(out)!r}, workers=1, progress=False)
+            sweep.run_sweep(tiny(steps=60, every=5, seeds="[0]"), {str(out)!r}, workers=1, progress=False)
     """))
     proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        while not list(out.glob("*.h5")):
+    deadline = time.monotonic() + 180
+    try:  # wait for a finished point and the next one half-way (its .partial holds records)
+        while not (list(out.glob("*.h5")) and list(out.glob("*.ckpt/run0.pkl"))):
             assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no point finished in time"
-            time.sleep(0.05)
+            assert time.monotonic() < deadline, "the sweep made no progress in time"
+            time.sleep(0.02)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker process: the group this test started
         proc.wait()
     done_before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.h5")}
-    sc = tiny(steps=60, every=5, seeds="[0, 1]")
+    half_done = [p.name[: -len(".partial")] for p in out.glob("*.h5.partial")]
+    sc = tiny(steps=60, every=5, seeds="[0]")
     planned, _ = sweep.plan(sc)
-    assert 1 <= len(done_before) < len(planned)
+    assert 1 <= len(done_before) < len(planned) and len(half_done) == 1
     result = sweep.run_sweep(sc, out, workers=1, progress=False)
     assert sorted(o.file.name for o in result.skipped) == sorted(done_before)
     assert sorted(o.file.name for o in result.finished) == sorted(p.file for p in planned if p.file not in done_before)
     assert {n: (out / n).stat().st_mtime_ns for n in done_before} == done_before  # untouched
-    assert not list(out.glob("*.partial"))
+    assert not list(out.glob("*.partial")) and not list(out.glob("*.ckpt"))
     ds = sweep.open_sweep(out, variables=["mode_mass"])
     assert np.isfinite(ds["mode_mass"]).all()
-    # a point continued from a killed .partial equals an uninterrupted run of it
-    fresh = tmp_path / "fresh"
-    ref = sweep.run_sweep(sc, fresh, workers=1, progress=False)
-    assert len(ref.finished) == len(planned)
-    for p in planned:
-        a, b = open_run(out / p.file), open_run(fresh / p.file)
-        np.testing.assert_array_equal(a["position"].values, b["position"].values)
+    # the point continued from the killed .partial equals an uninterrupted run of it
+    from wgfsim import runner
+
+    point = next(p.point for p in planned if p.file == half_done[0])
+    fresh = runner.run_points(sc, [point], tmp_path / "fresh.h5", progress=False)
+    np.testing.assert_array_equal(open_run(out / half_done[0])["position"].values, open_run(fresh)["position"].values)
+
+
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory):
+    """The tiny sweep through the local executor (2 worker processes), opened."""
+    out = tmp_path_factory.mktemp("local")
+    result = sweep.run_sweep(tiny(steps=4, every=2, seeds="[0]"), out, workers=2, progress=False)
+    assert not result.failed and len(result.finished) == 6
+    return sweep.open_sweep(out)
+
+
+def _same_dataset(a, b):
+    xr.testing.assert_equal(a.drop_vars(["file"]).drop_attrs(), b.drop_vars(["file"]).drop_attrs())
+    np.testing.assert_array_equal(a["file"].values, b["file"].values)
 
 
 @pytest.mark.slow
-def test_dask_local_cluster_gives_the_same_dataset_as_local_processes(tmp_path):
+def test_dask_local_cluster_gives_the_same_dataset_as_local_processes(tmp_path, local_reference):
+    pytest.importorskip("distributed")
+    sc = tiny(steps=4, every=2, seeds="[0]")
+    result = sweep.run_sweep(sc, tmp_path, dask_local=2, progress=False)  # a LocalCluster of 2 worker processes
+    assert result.executor == "dask-local" and not result.failed and len(result.finished) == 6
+    assert len({o.pid for o in result.finished}) == 2  # both worker processes did work
+    assert {(o.threads, o.pool_threads) for o in result.finished} == {(1, 1)}  # NUMBA_NUM_THREADS=1 via the nanny's env
+    _same_dataset(sweep.open_sweep(tmp_path), local_reference)
+
+
+@pytest.mark.slow
+def test_existing_dask_scheduler_gives_the_same_dataset(tmp_path, local_reference):
     distributed = pytest.importorskip("distributed")
     sc = tiny(steps=4, every=2, seeds="[0]")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        assert len(cluster.workers) == 2
-        on_dask = sweep.run_sweep(sc, tmp_path / "dask", scheduler=cluster.scheduler_address, progress=False)
-    local = sweep.run_sweep(sc, tmp_path / "local", workers=2, progress=False)
-    assert not on_dask.failed and not local.failed
-    assert len(on_dask.finished) == len(local.finished) == 6
-    assert on_dask.executor == "dask" and local.executor == "local"
-    assert {o.threads for o in on_dask.finished} == {1}
-    assert len({o.pid for o in on_dask.finished}) == 2  # both worker processes did work
-    a = sweep.open_sweep(tmp_path / "dask")
-    b = sweep.open_sweep(tmp_path / "local")
-    xr.testing.assert_equal(a.drop_vars(["file"]).drop_attrs(), b.drop_vars(["file"]).drop_attrs())
-    np.testing.assert_array_equal(a["file"].values, b["file"].values)
+        result = sweep.run_sweep(sc, tmp_path, scheduler=cluster.scheduler_address, progress=False)
+    assert result.executor == "dask" and not result.failed and len(result.finished) == 6
+    assert {o.threads for o in result.finished} == {1}  # numba.set_num_threads in each task
+    _same_dataset(sweep.open_sweep(tmp_path), local_reference)

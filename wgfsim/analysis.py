@@ -107,11 +107,6 @@ def _centres(ds):
     return xr.DataArray(np.asarray(stored, dtype=np.float64), dims=("mode", "dim"))
 
 
-def _time_coord(ds):
-    t = ds["t"]
-    return t
-
-
 # ================================================================ half-times
 
 
@@ -177,7 +172,7 @@ def half_time(ds, *, target_mass=None, error: str = "sum", interpolate: bool = T
     import xarray as xr
 
     err = mode_mass_error(ds, target_mass=target_mass, error=error)
-    t = _time_coord(ds)
+    t = ds["t"]
     err, t = xr.broadcast(err, t)
     out = xr.apply_ufunc(
         _first_half,
@@ -524,7 +519,7 @@ def plot_half_times(ds, *, sigma: float | None = None, half_times=None, ax=None)
     x = x.transpose(*h.dims)
     flows = _flow_of_cases(h, ds)
     if ax is None:
-        fig = Figure(figsize=(6.4, 4.4), dpi=100)
+        fig = Figure(figsize=(6.4, 4.4), dpi=100, layout="constrained")
         ax = fig.add_subplot(1, 1, 1)
     else:
         fig = ax.figure
@@ -635,8 +630,11 @@ class MassTransferStudy:
 
     ``half_times`` (DataArray: flow x target.separation [x seed]) in units of
     ``t``; ``x`` = separation^2 / sigma^2 on the same grid; ``slopes`` the fit
-    of ``log half_time`` against ``x`` per flow over the finite half-times,
-    next to ``reference_slope`` = 1/2 (``1/kappa = exp(x/2)``).
+    of ``log half_time`` against ``x`` per flow over the finite half-times
+    (:func:`fit_slopes`), next to ``closed_form_slopes`` (the same fit of
+    ``log 1/|v(+D)|`` from the two-atom closed forms on the same grid) and
+    ``reference_slope`` = 1/2 (``1/kappa = exp(x/2)``, the limit of both as
+    ``x`` grows).  ``datasets``: the (sweep dataset, half-times) of each group.
     """
 
     half_times: Any
@@ -669,13 +667,14 @@ class MassTransferStudy:
 
     def figure(self):
         """Log half-time against separation^2/sigma^2, one line per flow (see :func:`plot_half_times`)."""
+        import xarray as xr
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(6.4, 4.4), dpi=100)
+        fig = Figure(figsize=(6.4, 4.4), dpi=100, layout="constrained")
         ax = fig.add_subplot(1, 1, 1)
         h = self.half_times
         x = (h["target.separation"] / self.sigma) ** 2
-        hh, xx = __import__("xarray").broadcast(h, x)
+        hh, xx = xr.broadcast(h, x)
         flows = np.broadcast_to(h["flow"].values.reshape([-1] + [1] * (h.ndim - 1)), h.shape)
         _draw_half_times(ax, xx.transpose(*hh.dims).values, hh.values, flows, self.sigma)
         return fig
@@ -761,7 +760,7 @@ def mass_transfer_study(
         datasets.append((ds, h))
         dirs.append(out / group)
         pieces.append(h)
-    h_all = xr.concat(pieces, dim="flow")
+    h_all = xr.concat(pieces, dim="flow").transpose("flow", ...)
     h_all = h_all.drop_vars([c for c in h_all.coords if c not in h_all.dims and c != "init.separation"], errors="ignore")
     sep = h_all["target.separation"]
     x = (sep / sigma) ** 2
@@ -772,7 +771,8 @@ def mass_transfer_study(
     closed = {}
     for flow, params in groups[0][1]:
         inv = [1.0 / abs(two_atom_closed_form(flow, sigma * math.sqrt(xv) / 2, pi, alpha, **params)) for xv in x_values]
-        closed[flow] = _polyfit(np.asarray(x_values, float), np.log(inv))[0]
+        if all(math.isfinite(v) for v in inv):
+            closed[flow] = _polyfit(np.asarray(x_values, float), np.log(inv))[0]
     return MassTransferStudy(half_times=h_all, x=x, slopes=slopes, sigma=float(sigma), sweep_dirs=dirs,
                              closed_form_slopes=closed, datasets=datasets)
 
@@ -1004,7 +1004,7 @@ def plot_curl_maps(x=None, y=None, *, flows=CURL_FLOWS, extent=(-2.5, 2.5, -2.0,
     gy = np.linspace(extent[2], extent[3], grid_size)
     X, Y = np.meshgrid(gx, gy)
     grid = np.stack([X.ravel(), Y.ravel()], axis=1)
-    fig = Figure(figsize=(4.2 * len(flows), 4.2), dpi=100)
+    fig = Figure(figsize=(4.2 * len(flows), 4.0), dpi=100, layout="constrained")
     maps = []
     for name, params in flows:
         J, v = jacobian(name, x, y, grid, **params)

@@ -103,7 +103,7 @@ class _Particles:
         state.field.ctx.state.update(_device(snap["field_state"], self.xp))
         return state
 
-    def evaluate(self, state):
+    def evaluate(self, state, is_record=True):
         """Positions, the velocity there, and what else the record holds."""
         v = particles.velocity(state, self.target, self.sc.run.minibatch)
         return state.x, v, {}
@@ -152,8 +152,9 @@ class _Generator:
     def restore(self, snap):
         return gen_train.restore(snap["checkpoint"], self.cfg, self.data.target, self._field(), xp=self.xp)
 
-    def evaluate(self, state):
-        x = gen_train.samples(state, self.z_eval)
+    def evaluate(self, state, is_record=True):
+        # the samples on the evaluation latents are only needed for records (a forward pass of eval_n)
+        x = gen_train.samples(state, self.z_eval) if is_record else None
         return x, None, {}
 
     def advance(self, state, v):
@@ -248,7 +249,7 @@ def _run_one(sc, point, r, store, data, xp, dtype, ckdir, bar) -> str | None:
         if is_record:
             _save(ck_path, {"state": method.snapshot(state)})
         try:
-            x, v, extra = method.evaluate(state)
+            x, v, extra = method.evaluate(state, is_record)
             if is_record:
                 rec = _metrics(sc, point, data, x, v, step)
                 rec.update(step=step, t=method.t(step), position=_pad(to_numpy(x), n_store), **extra)

@@ -277,16 +277,19 @@ def _set_thread_env(threads: int | None) -> None:
             os.environ[var] = str(threads)
 
 
-def _limit_threads(threads: int | None) -> int | None:
-    """Cap numba's threads for this thread of this process; returns numba's thread count."""
+def _limit_threads(threads: int | None) -> tuple[int, int]:
+    """Cap numba's threads for this thread of this process.
+
+    Returns ``(threads used by parallel kernels, size of numba's thread pool)``;
+    the pool size is 1 only where ``NUMBA_NUM_THREADS=1`` was in the
+    environment before numba was imported (the local pool and LocalCluster).
+    """
     _set_thread_env(threads)  # for anything not loaded yet (a BLAS, a fresh numba)
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency
-        return None
+    import numba
+
     if threads is not None:
         numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-    return int(numba.get_num_threads())
+    return int(numba.get_num_threads()), int(numba.config.NUMBA_NUM_THREADS)
 
 
 def _watch_parent(ppid: int) -> None:
@@ -322,12 +325,13 @@ def run_point_task(payload: dict) -> dict:
     ``payload`` holds ``sc``, ``point``, ``path`` (the final ``.h5``) and
     ``threads``.  Never raises for a failing point: returns a dict with
     ``status`` (``finished``, ``skipped`` or ``failed``), ``error`` (text),
-    ``seconds``, ``threads`` (numba's thread count during the run) and ``pid``.
+    ``seconds``, ``threads`` (numba's thread count during the run),
+    ``pool_threads`` (numba's thread pool size in this process) and ``pid``.
     """
     start = time.perf_counter()
-    out = {"status": "failed", "error": None, "seconds": 0.0, "threads": None, "pid": os.getpid()}
+    out = {"status": "failed", "error": None, "seconds": 0.0, "threads": None, "pool_threads": None, "pid": os.getpid()}
     try:
-        out["threads"] = _limit_threads(payload.get("threads"))
+        out["threads"], out["pool_threads"] = _limit_threads(payload.get("threads"))
         from . import runner  # imported here: in a fresh worker, after the thread limits
 
         sc, point, path = payload["sc"], payload["point"], pathlib.Path(payload["path"])
@@ -418,7 +422,8 @@ def _outcome_of(result: Callable, exception: Callable) -> dict:
         " (a worker process died: killed, out of memory, or a script that calls run_sweep without "
         "`if __name__ == \"__main__\":` around it, which spawned workers re-run on import)"
     )
-    return {"status": "failed", "error": f"{type(err).__name__}: {err}{hint}", "seconds": math.nan, "threads": None, "pid": None}
+    return {"status": "failed", "error": f"{type(err).__name__}: {err}{hint}", "seconds": math.nan, "threads": None,
+            "pool_threads": None, "pid": None}
 
 
 @contextlib.contextmanager
@@ -538,6 +543,7 @@ class PointOutcome:
     error: str | None = None
     seconds: float = math.nan
     threads: int | None = None
+    pool_threads: int | None = None
     pid: int | None = None
 
     @property
@@ -659,7 +665,7 @@ def run_sweep(
                 for i, o in ex.run(payloads):
                     pp = todo[i]
                     outcome = PointOutcome(out / pp.file, pp.point.label, pp.coords, o["status"], o.get("error"),
-                                           o.get("seconds", math.nan), o.get("threads"), o.get("pid"))
+                                           o.get("seconds", math.nan), o.get("threads"), o.get("pool_threads"), o.get("pid"))
                     getattr(result, outcome.status).append(outcome)
                     if outcome.status == "failed" and progress:
                         first = (outcome.error or "").strip().splitlines()[0] if outcome.error else ""
@@ -816,9 +822,12 @@ def open_sweep(out_dir, *, layout: str = "grid", variables: Sequence[str] | None
         ``time`` (with ``step`` and ``t`` on it), ``particle``, ``dim``,
         ``mode``, ``sample``, ``ref`` kept.  Points whose file is missing
         (not run yet, failed) read as NaN.  Per point also: ``status``
-        (``complete``, ``failed`` — diverged, records kept — or ``missing``),
-        ``error``, ``target_mode_mass`` (mode) and ``mode_centre`` (mode, dim)
-        from the file's attributes.  Attributes: the scenario's (``scenario``,
+        (``complete``; ``failed``: diverged, records kept; ``missing``; or
+        ``absent``: a grid cell no point has), ``error``, ``file`` (the point
+        file's name), ``target_mode_mass`` (mode) and ``mode_centre`` (mode,
+        dim) from the file's attributes.  Point files are read with h5py
+        directly (milliseconds each, against ~0.5 s through xarray's
+        h5netcdf backend); values are those of :func:`wgfsim.store.open_run`.  Attributes: the scenario's (``scenario``,
         ``step_size``...), plus ``sweep_keys`` and ``sweep_dir``.
     """
     import xarray as xr
