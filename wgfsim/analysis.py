@@ -40,6 +40,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .flows.kl_kde import mean_shift  # the flows' own pieces, evaluated at arbitrary points z
+from .flows.mmd import kernel_pull
 from . import analytic, primitives
 from .flows import make_params, options as flow_options
 from .flows._common import KERNELS, log_weights
@@ -794,9 +796,7 @@ def _mmd_at(z, x, y, p, backend):
     v = np.zeros_like(z)
     for s in _scales(p.bandwidth, x, y):
         eps = temperature(s)
-        for pts, lw, sign in ((y, lb, 1.0), (x, la, -1.0)):
-            l_, shift = primitives.lse_shift(z, pts, lw, eps=eps, cost=cost, unit=(cost == "euclidean"), backend=backend)
-            v = v + sign * np.exp(l_)[:, None] * shift
+        v = v + kernel_pull(z, y, lb, eps, cost, backend) - kernel_pull(z, x, la, eps, cost, backend)
     return v
 
 
@@ -807,8 +807,7 @@ def _kl_kde_at(z, x, y, p, backend):
     v = np.zeros_like(z)
     for s in _scales(p.bandwidth, x, y):
         eps = temperature(s)
-        v = v + primitives.lse_shift(z, y, lb, eps=eps, cost=cost, backend=backend)[1]
-        v = v - primitives.lse_shift(z, x, la, eps=eps, cost=cost, backend=backend)[1]
+        v = v + mean_shift(z, y, lb, eps, cost, backend) - mean_shift(z, x, la, eps, cost, backend)
     return v
 
 
