@@ -40,11 +40,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .flows.kl_kde import mean_shift  # the flows' own pieces, evaluated at arbitrary points z
-from .flows.mmd import kernel_pull
+from .flows.kl_kde import field_at as kl_kde_field_at  # the flows' own fields, evaluated at arbitrary points z
+from .flows.mmd import field_at as mmd_field_at
 from . import analytic, primitives
 from .flows import make_params, options as flow_options
-from .flows._common import KERNELS, log_weights
+from .flows._common import log_weights
 
 __all__ = [
     "half_time",
@@ -791,30 +791,12 @@ def _as2d(a, name) -> np.ndarray:
 
 def _mmd_at(z, x, y, p, backend):
     """``sum_j b_j k(z,y_j) u(y_j - z) - sum_i a_i k(z,x_i) u(x_i - z)`` (FLOWS.md section 3), uniform weights."""
-    cost, temperature = KERNELS[p.kernel]
-    la, lb = log_weights(None, x.shape[0], x), log_weights(None, y.shape[0], y)
-    v = np.zeros_like(z)
-    for s in _scales(p.bandwidth, x, y):
-        eps = temperature(s)
-        v = v + kernel_pull(z, y, lb, eps, cost, backend) - kernel_pull(z, x, la, eps, cost, backend)
-    return v
+    return mmd_field_at(z, x, y, log_weights(None, x.shape[0], x), log_weights(None, y.shape[0], y), p, backend)
 
 
 def _kl_kde_at(z, x, y, p, backend):
     """``B[p](z) - B[q](z)`` (FLOWS.md section 1): mean shifts towards the targets and the particles."""
-    cost, temperature = KERNELS[p.kernel]
-    la, lb = log_weights(None, x.shape[0], x), log_weights(None, y.shape[0], y)
-    v = np.zeros_like(z)
-    for s in _scales(p.bandwidth, x, y):
-        eps = temperature(s)
-        v = v + mean_shift(z, y, lb, eps, cost, backend) - mean_shift(z, x, la, eps, cost, backend)
-    return v
-
-
-def _scales(bw, x, y):
-    from .flows._common import bandwidths
-
-    return bandwidths(bw, x, y)
+    return kl_kde_field_at(z, x, y, log_weights(None, x.shape[0], x), log_weights(None, y.shape[0], y), p, backend)
 
 
 def _proxy_at(z, x, y, p, backend):

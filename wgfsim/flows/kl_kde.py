@@ -42,17 +42,20 @@ def mean_shift(x, y, log_nu, eps, cost, backend, exclude_diagonal=False):
     return primitives.lse_shift(x, y, log_nu, eps=eps, cost=cost, exclude_diagonal=exclude_diagonal, backend=backend)[1]
 
 
-def velocity(x, y, a, b, params: Params, ctx):
+def field_at(z, x, y, la, lb, params: Params, backend, exclude_self=False):
+    """``sum over bandwidths of B[p](z) - B[q](z)`` (N_z, d); ``exclude_self`` needs ``z is x``."""
     cost, temperature = KERNELS[params.kernel]
-    la = log_weights(a, x.shape[0], x)  # (N,)
-    lb = log_weights(b, y.shape[0], x)  # (M,)
     v = 0.0
     for s in bandwidths(params.bandwidth, x, y):
         eps = temperature(s)
-        v = v + mean_shift(x, y, lb, eps, cost, ctx.backend) - mean_shift(
-            x, x, la, eps, cost, ctx.backend, exclude_diagonal=params.exclude_self
-        )
+        v = v + mean_shift(z, y, lb, eps, cost, backend) - mean_shift(z, x, la, eps, cost, backend, exclude_diagonal=exclude_self)
     return v
+
+
+def velocity(x, y, a, b, params: Params, ctx):
+    la = log_weights(a, x.shape[0], x)  # (N,)
+    lb = log_weights(b, y.shape[0], x)  # (M,)
+    return field_at(x, x, y, la, lb, params, ctx.backend, exclude_self=params.exclude_self)
 
 
 FLOW = register(

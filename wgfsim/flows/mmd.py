@@ -47,15 +47,18 @@ def kernel_pull(x, y, log_w, eps, cost, backend):
     return xp.exp(lse_)[:, None] * shift
 
 
-def velocity(x, y, a, b, params: Params, ctx):
+def field_at(z, x, y, la, lb, params: Params, backend):
+    """The MMD field (N_z, d) at evaluation points ``z`` for the particles ``x`` and targets ``y``."""
     cost, temperature = KERNELS[params.kernel]
-    la = log_weights(a, x.shape[0], x)
-    lb = log_weights(b, y.shape[0], x)
     v = 0.0
     for s in bandwidths(params.bandwidth, x, y):
         eps = temperature(s)
-        v = v + kernel_pull(x, y, lb, eps, cost, ctx.backend) - kernel_pull(x, x, la, eps, cost, ctx.backend)
+        v = v + kernel_pull(z, y, lb, eps, cost, backend) - kernel_pull(z, x, la, eps, cost, backend)
     return v
+
+
+def velocity(x, y, a, b, params: Params, ctx):
+    return field_at(x, x, y, log_weights(a, x.shape[0], x), log_weights(b, y.shape[0], x), params, ctx.backend)
 
 
 def mmd2(x, y, a, b, bandwidth, kernel="gaussian", backend="auto"):
