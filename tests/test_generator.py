@@ -297,14 +297,18 @@ def test_training_matches_gaussian_mean_and_covariance():
 
 
 @pytest.mark.parametrize(
-    "flow,opts,minibatch",
-    [("sinkhorn", {"epsilon": 0.5}, 48), ("sliced", {"n_projections": 8}, 0)],
+    "flow,opts,minibatch,extra",
+    [
+        ("sinkhorn", {"epsilon": 0.5}, 48, {}),
+        ("sliced", {"n_projections": 8}, 0, {}),
+        ("mmd", {}, 0, {"ema_decay": 0.9, "lr_schedule": "cosine", "total_steps": 7}),
+    ],
 )
-def test_checkpoint_resume_is_bit_identical(tmp_path, flow, opts, minibatch):
+def test_checkpoint_resume_is_bit_identical(tmp_path, flow, opts, minibatch, extra):
     _, y = _gaussian_target(64, seed=12)
     cfg = TrainConfig(
         mlp=MLPConfig(out_dim=2, latent_dim=3, width=8, depth=1), learning_rate=5e-3, batch_size=32,
-        inner_steps=2, minibatch=minibatch,
+        inner_steps=2, minibatch=minibatch, **extra,
     )
 
     def field():
@@ -331,8 +335,55 @@ def test_checkpoint_resume_is_bit_identical(tmp_path, flow, opts, minibatch):
     for name in state.params:
         np.testing.assert_array_equal(resumed.params[name], state.params[name])
         np.testing.assert_array_equal(resumed.adam.v[name], state.adam.v[name])
+        if state.ema is not None:
+            np.testing.assert_array_equal(resumed.ema[name], state.ema[name])
     assert resumed.adam.t == state.adam.t == 14
     assert resumed.rng.bit_generator.state == state.rng.bit_generator.state
+
+
+def _fresh_adam_step_size(cfg, y, at_step):
+    """|delta theta| of one step taken at outer step ``at_step`` from fresh Adam moments.
+
+    Adam's first update is ``lr g / (|g| + eps_adam)`` per coordinate
+    (Kingma & Ba, Algorithm 1 with t = 1), so every coordinate with
+    ``|g| >> eps_adam`` moves by the step size in force, whatever eta or the drift.
+    """
+    state = init(cfg, y, wgfsim.Field("mmd"), np.random.default_rng(21))
+    state = dataclasses.replace(state, step=at_step)
+    new, _ = step(state, cfg)
+    moves = np.concatenate([np.abs(new.params[k] - state.params[k]).ravel() for k in state.params])
+    return np.median(moves)
+
+
+@pytest.mark.parametrize("at_step", [0, 3, 6, 9, 12])
+def test_cosine_schedule_sets_the_first_adam_move(at_step):
+    _, y = _gaussian_target(64, seed=3)
+    cfg = TrainConfig(mlp=MLPConfig(out_dim=2, latent_dim=2, width=8, depth=1), learning_rate=1e-2, batch_size=64,
+                      lr_schedule="cosine", total_steps=12)
+    expected = 1e-2 * 0.5 * (1.0 + math.cos(math.pi * at_step / 12))  # Loshchilov and Hutter 2017, eq. 5
+    assert _fresh_adam_step_size(cfg, y, at_step) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    constant = dataclasses.replace(cfg, lr_schedule="constant")
+    assert _fresh_adam_step_size(constant, y, at_step) == pytest.approx(1e-2, rel=1e-6)
+
+
+def test_ema_is_the_exponential_average_of_the_iterates_and_is_what_samples_draws():
+    _, y = _gaussian_target(64, seed=4)
+    beta = 0.8
+    cfg = TrainConfig(mlp=MLPConfig(out_dim=2, latent_dim=2, width=8, depth=1), learning_rate=1e-2, batch_size=32,
+                      ema_decay=beta)
+    state = init(cfg, y, wgfsim.Field("mmd"), np.random.default_rng(5))
+    iterates = [state.params]
+    for _ in range(6):
+        state, _ = step(state, cfg)
+        iterates.append(state.params)
+    # closed form of the recursion started at theta_0: beta^n theta_0 + sum_k (1 - beta) beta^(n-k) theta_k
+    n = len(iterates) - 1
+    for name in state.params:
+        expected = beta**n * iterates[0][name] + sum((1 - beta) * beta ** (n - k) * iterates[k][name] for k in range(1, n + 1))
+        np.testing.assert_allclose(state.ema[name], expected, rtol=1e-12, atol=1e-15)
+    z = np.random.default_rng(6).standard_normal((10, 2))
+    np.testing.assert_array_equal(samples(state, z), apply(state.ema, z, cfg.mlp))
+    assert not np.allclose(samples(state, z), apply(state.params, z, cfg.mlp))
 
 
 def test_restore_refuses_a_different_run():
@@ -354,6 +405,12 @@ def test_train_config_rejects_bad_values():
         TrainConfig(mlp=mlp, learning_rate=-1.0)
     with pytest.raises(ValueError, match="minibatch"):
         TrainConfig(mlp=mlp, minibatch=-3)
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(mlp=mlp, ema_decay=1.0)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(mlp=mlp, lr_schedule="linear")
+    with pytest.raises(ValueError, match="total_steps"):
+        TrainConfig(mlp=mlp, lr_schedule="cosine")
     _, y = _gaussian_target(64, seed=0)
     with pytest.raises(ValueError, match="minibatch"):
         init(TrainConfig(mlp=mlp, minibatch=65), y, wgfsim.Field("mmd"), np.random.default_rng(0))

@@ -132,6 +132,9 @@ class _Generator:
             batch_size=spec.batch_size,
             drift_step=spec.drift_step,
             minibatch=sc.run.minibatch,
+            lr_schedule=spec.lr_schedule,
+            total_steps=sc.run.steps,
+            ema_decay=spec.ema_decay,
         )
         self.data = data
         # a fixed evaluation latent set: records are comparable step to step

@@ -50,6 +50,7 @@ from typing import Any, NoReturn, Sequence
 from . import flows as _flows
 from . import targets as _targets
 from .backend import BACKENDS
+from .generator.train import LR_SCHEDULES
 
 __all__ = [
     "ScenarioError",
@@ -175,7 +176,10 @@ class GeneratorSpec:
     """The ``[generator]`` table: the amortized one-step generator's settings.
 
     ``drift_step`` is eta, the scale of the drift the generator regresses on;
-    ``eval_n`` (samples drawn for metrics) defaults to the init's n.
+    ``eval_n`` (samples drawn for metrics) defaults to the init's n;
+    ``lr_schedule`` ("constant" or "cosine" over ``run.steps``) and
+    ``ema_decay`` (a moving average of the parameters, sampled at records)
+    are passed to :class:`wgfsim.generator.TrainConfig`.
     """
 
     latent_dim: int = 16
@@ -187,6 +191,8 @@ class GeneratorSpec:
     batch_size: int = 256
     drift_step: float = 1.0
     eval_n: int | None = None
+    lr_schedule: str = "constant"
+    ema_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -666,6 +672,15 @@ def _generator(chk: _Checker, data: dict, methods: tuple[str, ...], init_n: int)
         default = getattr(defaults, key)
         if key == "activation":
             values[key] = chk.choice(value, path, ACTIVATIONS, "activation")
+        elif key == "lr_schedule":
+            values[key] = chk.choice(value, path, LR_SCHEDULES, "schedule")
+        elif key == "ema_decay":
+            expected = "a number in [0, 1) (0: no moving average)"
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                chk.fail(path, f"got {_show(value)}", expected)
+            if not 0 <= value < 1:
+                chk.fail(path, f"got {value!r}", expected)
+            values[key] = float(value)
         elif isinstance(default, float):
             values[key] = chk.positive(value, path)
         else:  # the int-valued settings (eval_n's default None stands for "init n")

@@ -17,7 +17,7 @@ The self problem uses the symmetric update ``f <- (f + T(f))/2``.  Iterations
 stop when the marginal error ``sum_i a_i |exp((f_i - T(g)_i)/eps) - 1|`` of
 both problems falls below ``tol``, or after ``max_iter`` (the paper used
 100).  A bound :class:`wgfsim.flows.Field` keeps the potentials between calls
-(warm start); ``scaling`` in (0, 1) anneals eps from the squared diameter on a
+(warm start, moved onto new points by c-transforms); ``scaling`` in (0, 1) anneals eps from the squared diameter on a
 cold start (eps-scaling).  With ``cost="euclidean"`` the displacements are
 unit vectors (the gradient of ``|x - y|``).
 
@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace
@@ -67,7 +69,8 @@ def _softmin(x, y, log_w, pot, eps, cost, backend, exclude_diagonal=False):
 
 def _marginal_error(a, f_old, f_new, eps):
     xp = array_namespace(f_old)
-    return float(xp.sum(a * xp.abs(xp.expm1((f_old - f_new) / eps))))
+    with np.errstate(over="ignore"):  # a far start overflows to inf: "not converged", not a fault
+        return float(xp.sum(a * xp.abs(xp.expm1((f_old - f_new) / eps))))
 
 
 def _squared_diameter(x, y):
@@ -133,21 +136,42 @@ def self_potential(x, a, eps, cost, *, tol=1e-9, max_iter=10_000, backend="auto"
     return f
 
 
+def _extend(state, x, y, eps, cost, backend):
+    """Warm start ``(g on y, f_xx on x)`` from the previous call's potentials, moved onto the new points.
+
+    The previous call left ``(x0, la0, f0, fxx0)``: its points, log weights,
+    cross potential on ``x0`` and self potential.  Entropic potentials are
+    functions, extended off their support by the c-transform (Feydy et al.
+    2019, eq. 8)::
+
+        g(y_j)   = -eps LSE_i( la0_i + (f0_i   - C(x0_i, y_j))/eps )
+        f_xx(x_k) = -eps LSE_i( la0_i + (fxx0_i - C(x0_i, x_k))/eps )
+
+    so the start is right whether the particles moved a little (particle
+    method) or every point is fresh (generator latents, target minibatches),
+    where reusing potentials by index would pair each value with a stranger.
+    """
+    x0, la0, f0, fxx0 = state
+    return _softmin(y, x0, la0, f0, eps, cost, backend), _softmin(x, x0, la0, fxx0, eps, cost, backend)
+
+
 def velocity(x, y, a, b, params: Params, ctx):
+    xp = array_namespace(x)
     n, m = x.shape[0], y.shape[0]
     la, lb = log_weights(a, n, x), log_weights(b, m, x)
     unit = params.cost == "euclidean"
     v = 0.0
     for eps in params.epsilon:
         key = ("sinkhorn", eps)
-        init = ctx.state.get(key) if params.warm_start else None
-        if init is not None and (init[0].shape != (m,) or init[1].shape != (n,) or init[0].dtype != x.dtype):
-            init = None  # the sizes changed: cold start
+        state = ctx.state.get(key) if params.warm_start else None
+        if state is not None and (len(state) != 4 or state[0].dtype != x.dtype or state[0].shape[1] != x.shape[1]):
+            state = None  # another dtype or dimension: cold start
+        init = None if state is None else _extend(state, x, y, eps, params.cost, ctx.backend)
         f, g, fxx, it, err = solve(
             x, y, a, b, eps, params.cost, tol=params.tol, max_iter=params.max_iter,
             scaling=params.scaling, init=init, backend=ctx.backend,
         )
-        ctx.state[key] = (g, fxx)
+        ctx.state[key] = (xp.asarray(x, copy=True), la, f, fxx)  # a copy: callers may update x in place
         ctx.state["sinkhorn_iterations"] = it
         ctx.state["sinkhorn_error"] = err
         # P^xy_ij = softmax_j(lb_j + (g_j - C_ij)/eps), P^xx_ik = softmax_k(la_k + (fxx_k - C_ik)/eps)

@@ -69,6 +69,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "wgfsim.generator/1"
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def _check_number(name, value, *, positive=True, integer=False, allow_zero=False):
@@ -98,6 +99,19 @@ class TrainConfig:
     minibatch : int
         Target rows drawn afresh (without replacement) each step; ``0`` uses
         the whole target sample.
+    lr_schedule : {"constant", "cosine"}
+        ``"cosine"`` anneals the step size as ``lr_k = lr (1 + cos(pi k / K)) / 2``
+        over ``K = total_steps`` outer steps (Loshchilov and Hutter 2017).
+    total_steps : int
+        ``K`` of the cosine schedule (the run's steps); unused when constant.
+    ema_decay : float
+        ``beta`` in [0, 1) of an exponential moving average of the parameters,
+        ``theta_ema <- beta theta_ema + (1 - beta) theta`` after each step;
+        :func:`samples` then draws from the averaged generator.  ``0`` keeps
+        no average.  Both the schedule and the average damp the jitter that
+        fresh latents and a noisy drift leave in the parameters (with Adam
+        and ``inner_steps = 1``, ``eta`` only rescales a gradient that Adam
+        normalises, so it cannot damp it).
     """
 
     mlp: MLPConfig
@@ -106,6 +120,9 @@ class TrainConfig:
     batch_size: int = 256
     drift_step: float = 1.0
     minibatch: int = 0
+    lr_schedule: str = "constant"
+    total_steps: int = 0
+    ema_decay: float = 0.0
 
     def __post_init__(self):
         if not isinstance(self.mlp, MLPConfig):
@@ -115,6 +132,20 @@ class TrainConfig:
         _check_number("batch_size", self.batch_size, integer=True)
         _check_number("drift_step", self.drift_step)
         _check_number("minibatch", self.minibatch, integer=True, allow_zero=True)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"generator: option 'lr_schedule' expected one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        _check_number("total_steps", self.total_steps, integer=True, allow_zero=True)
+        if self.lr_schedule == "cosine" and self.total_steps == 0:
+            raise ValueError("generator: option 'total_steps' expected a positive integer with lr_schedule = 'cosine', got 0")
+        _check_number("ema_decay", self.ema_decay, allow_zero=True)
+        if not self.ema_decay < 1:
+            raise ValueError(f"generator: option 'ema_decay' expected a number in [0, 1), got {self.ema_decay!r}")
+
+    def learning_rate_at(self, step: int) -> float:
+        """The Adam step size of outer step ``step`` (0-based) under :attr:`lr_schedule`."""
+        if self.lr_schedule == "cosine":
+            return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
+        return self.learning_rate
 
 
 @dataclass(frozen=True)
@@ -133,6 +164,7 @@ class GeneratorState:
     mlp: MLPConfig
     step: int = 0
     velocity_rms: float = math.nan  # RMS of v over the last step's batch (for the store)
+    ema: dict | None = None  # name -> array: the parameters' moving average (TrainConfig.ema_decay > 0)
 
 
 def regression_loss(x, x_target):
@@ -195,7 +227,8 @@ def init(cfg: TrainConfig, target_sample, field: Field, rng: np.random.Generator
     target = xp.asarray(target_sample, dtype=dtype)
     _check_target(target, cfg)
     params = init_params(cfg.mlp, rng, xp=xp, dtype=dtype)
-    return GeneratorState(params=params, adam=adam_init(params), rng=rng, field=field, target=target, mlp=cfg.mlp)
+    ema = dict(params) if cfg.ema_decay > 0 else None  # arrays are never updated in place
+    return GeneratorState(params=params, adam=adam_init(params), rng=rng, field=field, target=target, mlp=cfg.mlp, ema=ema)
 
 
 def _check_target(target, cfg: TrainConfig):
@@ -233,21 +266,29 @@ def step(state: GeneratorState, cfg: TrainConfig) -> tuple[GeneratorState, float
     x_target = x + cfg.drift_step * v  # (B, d) frozen: no gradient flows through v
     velocity_rms = float(xp.sqrt(xp.mean(xp.sum(v * v, axis=1))))
     params, adam = state.params, state.adam
+    lr = cfg.learning_rate_at(state.step)
     loss0 = math.nan
     for inner in range(cfg.inner_steps):
         loss, grads = loss_and_grads(params, z, x_target, cfg.mlp, cache=cache if inner == 0 else None)
         if inner == 0:
             loss0 = loss
-        params, adam = adam_step(params, grads, adam, cfg.learning_rate)
-    new = dataclasses.replace(state, params=params, adam=adam, step=state.step + 1, velocity_rms=velocity_rms)
+        params, adam = adam_step(params, grads, adam, lr)
+    ema = state.ema
+    if cfg.ema_decay > 0:
+        beta = cfg.ema_decay
+        ema = {k: beta * ema[k] + (1.0 - beta) * p for k, p in params.items()} if ema is not None else dict(params)
+    new = dataclasses.replace(state, params=params, adam=adam, step=state.step + 1, velocity_rms=velocity_rms, ema=ema)
     return new, loss0
 
 
 def samples(state: GeneratorState, z_eval):
-    """Generator samples ``G_theta(z_eval)`` (n, d) for latents ``z_eval`` (n, latent_dim)."""
+    """Generator samples ``G_theta(z_eval)`` (n, d) for latents ``z_eval`` (n, latent_dim).
+
+    ``theta`` is the moving average when the run keeps one, else the current parameters.
+    """
     xp = array_namespace(state.target)
     z = xp.asarray(z_eval, dtype=state.target.dtype)  # (n, latent)
-    return apply(state.params, z, state.mlp)
+    return apply(state.params if state.ema is None else state.ema, z, state.mlp)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -316,7 +357,8 @@ def _field_id(field: Field) -> str:
 def checkpoint(state: GeneratorState) -> dict:
     """A host snapshot of ``state``: flat dict of NumPy arrays plus JSON strings.
 
-    Keys: ``params/NAME``, ``adam/m/NAME``, ``adam/v/NAME`` (arrays),
+    Keys: ``params/NAME``, ``adam/m/NAME``, ``adam/v/NAME``, ``ema/NAME``
+    (when the run keeps a moving average) (arrays),
     ``adam/t``, ``step`` (0-d int64), ``rng``, ``field_rng`` (bit-generator
     states), ``field_state`` (the flow's carried state, arrays under
     ``field/...``), ``meta`` (format, MLP shape, target digest, flow).  It
@@ -328,6 +370,8 @@ def checkpoint(state: GeneratorState) -> dict:
         ck[f"params/{name}"] = np.array(to_numpy(p))
         ck[f"adam/m/{name}"] = np.array(to_numpy(state.adam.m[name]))
         ck[f"adam/v/{name}"] = np.array(to_numpy(state.adam.v[name]))
+        if state.ema is not None:
+            ck[f"ema/{name}"] = np.array(to_numpy(state.ema[name]))
     ck["adam/t"] = np.asarray(state.adam.t, dtype=np.int64)
     ck["step"] = np.asarray(state.step, dtype=np.int64)
     ck["velocity_rms"] = np.asarray(state.velocity_rms, dtype=np.float64)
@@ -371,6 +415,8 @@ def restore(ckpt: Mapping, cfg: TrainConfig, target_sample, field: Field, xp=np)
     params = {name: xp.asarray(np.asarray(ckpt[f"params/{name}"])) for name in meta["param_names"]}
     m = {name: xp.asarray(np.asarray(ckpt[f"adam/m/{name}"])) for name in meta["param_names"]}
     v = {name: xp.asarray(np.asarray(ckpt[f"adam/v/{name}"])) for name in meta["param_names"]}
+    has_ema = all(f"ema/{name}" in ckpt for name in meta["param_names"])
+    ema = {name: xp.asarray(np.asarray(ckpt[f"ema/{name}"])) for name in meta["param_names"]} if has_ema else None
     dtype = params["out.W"].dtype
     target = xp.asarray(target_sample, dtype=dtype)
     _check_target(target, cfg)
@@ -389,4 +435,5 @@ def restore(ckpt: Mapping, cfg: TrainConfig, target_sample, field: Field, xp=np)
         mlp=cfg.mlp,
         step=int(np.asarray(ckpt["step"])),
         velocity_rms=float(np.asarray(ckpt["velocity_rms"])),
+        ema=ema,
     )
