@@ -262,6 +262,8 @@ def _run_one(sc, point, r, store, data, xp, dtype, ckdir, bar) -> str | None:
                     rec["velocity_rms"] = np.nan  # filled below from the drift step at these parameters
             if step == sc.run.steps:
                 if is_record:
+                    if point.method == "generator":  # no step follows: evaluate the drift without one
+                        rec["loss"], rec["velocity_rms"] = gen_train.drift_loss(state, method.cfg)
                     store.write_record(r, record_at.index(step), rec)
                 break
             result = method.advance(state, v)
