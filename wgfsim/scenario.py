@@ -255,19 +255,7 @@ class RunPoint:
 # ---------------------------------------------------------------- messages
 
 
-def _show(value) -> str:
-    """A value as the user wrote it in TOML, with its type where that is the mistake."""
-    if isinstance(value, str):
-        return f'"{value}" (a string)'
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return f"{value!r} (a list)"
-    if isinstance(value, float):
-        return f"{value!r} (a float)"
-    return repr(value)
+_show = _targets.show_value
 
 
 def _hint(key, choices) -> str | None:

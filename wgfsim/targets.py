@@ -127,7 +127,11 @@ class Target:
 # Each returns the normalised value or raises TargetError naming the option.
 
 
-def _show(value) -> str:
+def show_value(value) -> str:
+    """A value as the user wrote it in TOML, with its type where that may be the mistake.
+
+    Shared by the target and scenario checks so every message reads alike.
+    """
     if isinstance(value, str):
         return f'"{value}" (a string)'
     if isinstance(value, bool):
@@ -136,7 +140,12 @@ def _show(value) -> str:
         return "a table"
     if isinstance(value, (list, tuple)):
         return f"{list(value)!r} (a list)"
+    if isinstance(value, float):
+        return f"{value!r} (a float)"
     return repr(value)
+
+
+_show = show_value
 
 
 def _is_number(v) -> bool:
