@@ -42,6 +42,7 @@ import numpy as np
 
 from .flows.kl_kde import field_at as kl_kde_field_at  # the flows' own fields, evaluated at arbitrary points z
 from .flows.mmd import field_at as mmd_field_at
+from .flows.sinkhorn_proxy import balanced_difference
 from . import analytic, primitives
 from .flows import make_params, options as flow_options
 from .flows._common import log_weights
@@ -817,10 +818,9 @@ def _proxy_at(z, x, y, p, backend):
         log_r_minus_cols = primitives.lse(x, x, exclude_diagonal=p.exclude_self, **kw)  # (N,)
         log_r_plus_z = primitives.lse(z, y, **kw)  # (G,)
         log_r_minus_z = primitives.lse(z, x, **kw)  # (G,)
-        lp, sp = primitives.lse_shift(z, y, -0.5 * log_c_plus, **kw)
-        lm, sm = primitives.lse_shift(z, x, -0.5 * log_r_minus_cols, **kw)
-        log_s = (lp - 0.5 * log_r_plus_z) + (lm - 0.5 * log_r_minus_z)  # log(S+ S-), (G,)
-        v = v + math.sqrt(n / m) * np.exp(log_s)[:, None] * (sp - sm)
+        v = v + math.sqrt(n / m) * balanced_difference(
+            x, y, log_r_plus_z, log_r_minus_z, log_c_plus, log_r_minus_cols, eps, p.cost, False, backend, rows=z
+        )
     return v
 
 
@@ -854,9 +854,7 @@ def _da2_at(z, x, y, p, backend):
         col_plus = primitives.lse_cols(x, y, **kw)  # (M,)
         col_minus = primitives.lse(x, x, exclude_diagonal=True, **kw)  # (N,) masked block: column = row sums
         row_z = np.logaddexp(primitives.lse(z, y, **kw), primitives.lse(z, x, **kw))  # (G,)
-        lp, sp = primitives.lse_shift(z, y, -0.5 * col_plus, **kw)
-        lm, sm = primitives.lse_shift(z, x, -0.5 * col_minus, **kw)
-        vt = np.exp((lp - 0.5 * row_z) + (lm - 0.5 * row_z))[:, None] * (sp - sm)
+        vt = balanced_difference(x, y, row_z, row_z, col_plus, col_minus, kw["eps"], p.cost, False, backend, rows=z)
         if p.normalize_drift:
             one = _velocity("drift_da2", x, y, temperatures=temperature, cost=p.cost,
                             normalize_distances=p.normalize_distances, backend=backend)

@@ -44,15 +44,20 @@ class Params:
         )
 
 
-def balanced_difference(x, y, row_log_plus, row_log_minus, col_log_plus, col_log_minus, eps, cost, exclude_self, backend):
+def balanced_difference(x, y, row_log_plus, row_log_minus, col_log_plus, col_log_minus, eps, cost, exclude_self, backend, rows=None):
     """``S+ S- (m+ - m-)`` (N, d) for plans ``exp(l_ij - row_i/2 - col_j/2)`` on the blocks (x, y) and (x, x).
 
     ``row_log_*`` (N,) are the row normalisers ``log r_i`` of each block and
     ``col_log_plus`` (M,), ``col_log_minus`` (N,) the column normalisers.
+    ``rows`` (G, d), when given, replaces the row points of both blocks
+    (blocks (rows, y) and (rows, x), ``row_log_*`` of shape (G,), no self
+    pair to exclude): the field at points that are not particles, with the
+    particles' column normalisers (:func:`wgfsim.analysis.field_at`).
     """
     xp = array_namespace(x)
-    lse_p, shift_p = primitives.lse_shift(x, y, -0.5 * col_log_plus, eps=eps, cost=cost, backend=backend)
-    lse_m, shift_m = primitives.lse_shift(x, x, -0.5 * col_log_minus, eps=eps, cost=cost, exclude_diagonal=exclude_self, backend=backend)
+    z, exclude = (x, exclude_self) if rows is None else (rows, False)
+    lse_p, shift_p = primitives.lse_shift(z, y, -0.5 * col_log_plus, eps=eps, cost=cost, backend=backend)
+    lse_m, shift_m = primitives.lse_shift(z, x, -0.5 * col_log_minus, eps=eps, cost=cost, exclude_diagonal=exclude, backend=backend)
     log_s = (lse_p - 0.5 * row_log_plus) + (lse_m - 0.5 * row_log_minus)  # log(S+ S-), (N,)
     return xp.exp(log_s)[:, None] * (shift_p - shift_m)
 
