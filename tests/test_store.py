@@ -444,7 +444,9 @@ def test_sigkill_at_random_moments_never_loses_an_acknowledged_record(tmp_path):
         child.send_signal(signal.SIGKILL)
         out, _ = child.communicate()
         assert child.returncode == -signal.SIGKILL
-        for line in out.splitlines():
+        # a record counts as acknowledged once its whole line is out: a kill under heavy load once
+        # left a line without its newline (1 in ~20 runs), which the child never finished saying
+        for line in out.split("\n")[:-1]:
             run, i = map(int, line.split())
             last[run] = max(last[run], i)
         partial = path.with_name(path.name + ".partial")
