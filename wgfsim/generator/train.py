@@ -250,14 +250,14 @@ def _target_batch(state: GeneratorState, cfg: TrainConfig):
 
 
 def _drift(state: GeneratorState, cfg: TrainConfig):
-    """Draw a latent batch, generate, evaluate the flow: ``(z, cache, t = x + eta v, RMS v)``."""
+    """Draw a latent batch, generate, evaluate the flow: ``(z, x, cache, t = x + eta v, RMS v)``."""
     xp = array_namespace(state.target)
     z = xp.asarray(state.rng.standard_normal((cfg.batch_size, cfg.mlp.latent_dim)), dtype=state.target.dtype)  # (B, latent)
     y = _target_batch(state, cfg)  # (M or m, d)
     x, cache = forward(state.params, z, cfg.mlp)  # (B, d)
     v = state.field(x, y)  # (B, d)
     x_target = x + cfg.drift_step * v  # (B, d) frozen: no gradient flows through v
-    return z, cache, x_target, float(xp.sqrt(xp.mean(xp.sum(v * v, axis=1))))
+    return z, x, cache, x_target, float(xp.sqrt(xp.mean(xp.sum(v * v, axis=1))))
 
 
 def drift_loss(state: GeneratorState, cfg: TrainConfig) -> tuple[float, float]:
@@ -267,8 +267,8 @@ def drift_loss(state: GeneratorState, cfg: TrainConfig) -> tuple[float, float]:
     batch (and minibatch) from the state's generator and updates the flow's
     warm start, as a step would; the parameters are untouched.
     """
-    _, cache, x_target, velocity_rms = _drift(state, cfg)
-    return regression_loss(_output_from_cache(state.params, cache, cfg.mlp), x_target)[0], velocity_rms
+    _, x, _, x_target, velocity_rms = _drift(state, cfg)
+    return regression_loss(x, x_target)[0], velocity_rms
 
 
 def step(state: GeneratorState, cfg: TrainConfig) -> tuple[GeneratorState, float]:
@@ -280,7 +280,7 @@ def step(state: GeneratorState, cfg: TrainConfig) -> tuple[GeneratorState, float
     """
     if cfg.mlp != state.mlp:
         raise ValueError(f"cfg.mlp: differs from the generator's shape {state.mlp} (got {cfg.mlp})")
-    z, cache, x_target, velocity_rms = _drift(state, cfg)
+    z, _, cache, x_target, velocity_rms = _drift(state, cfg)
     params, adam = state.params, state.adam
     lr = cfg.learning_rate_at(state.step)
     loss0 = math.nan
