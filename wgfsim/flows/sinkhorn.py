@@ -17,8 +17,9 @@ The self problem uses the symmetric update ``f <- (f + T(f))/2``.  Iterations
 stop when the marginal error ``sum_i a_i |exp((f_i - T(g)_i)/eps) - 1|`` of
 both problems falls below ``tol``, or after ``max_iter`` (the paper used
 100).  A bound :class:`wgfsim.flows.Field` keeps the potentials between calls
-(warm start, moved onto new points by c-transforms); ``scaling`` in (0, 1) anneals eps from the squared diameter on a
-cold start (eps-scaling).  With ``cost="euclidean"`` the displacements are
+and moves them onto the next call's points by c-transforms (warm start);
+``scaling`` in (0, 1) anneals eps from the squared diameter on a cold start
+(eps-scaling).  With ``cost="euclidean"`` the displacements are
 unit vectors (the gradient of ``|x - y|``).
 
 Energy: ``S_eps = <a, f_qp> + <b, g_qp> - <a, f_qq> - <b, f_pp>``.
