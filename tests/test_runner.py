@@ -1,6 +1,7 @@
 """The runner with both methods side by side in one file."""
 
 import numpy as np
+import pytest
 
 from wgfsim import runner, scenario
 from wgfsim.store import open_run
@@ -47,3 +48,14 @@ def test_particles_and_generator_side_by_side(tmp_path):
     # both methods learn: MMD^2 to the held-out reference falls
     assert np.all(ds.mmd2.values[:, -1] < ds.mmd2.values[:, 0])
     assert np.isfinite(ds.position.values).all()
+
+
+def test_generator_only_runs_need_no_euler_step(tmp_path):
+    # run.step_size belongs to the particle method; the generator's clock is generator.drift_step
+    text = SCENARIO.replace('methods = ["particles", "generator"]', 'methods = ["generator"]').replace("step_size = 0.5\n", "")
+    assert "step_size" not in text
+    ds = open_run(runner.run_scenario(scenario.loads(text), tmp_path, progress=False))
+    assert np.isnan(ds.attrs["step_size"])
+    np.testing.assert_allclose(ds.t.values, [[0, 2, 4, 6]])  # step * drift_step = step * 0.5
+    with pytest.raises(scenario.ScenarioError, match="run.step_size: missing"):
+        scenario.loads(text.replace('methods = ["generator"]', 'methods = ["particles", "generator"]'))

@@ -26,7 +26,7 @@ and writes the figure.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import math
 import pathlib
 import sys
@@ -59,30 +59,34 @@ def collect(out_dir) -> list[dict]:
 
     Reads ``sweep.json`` and each point's file (:func:`wgfsim.store.open_run`);
     points not finished yet are left out.  A diverged run (NaN) keeps NaN.
+    The toy and the hyper-parameter come from the sweep's own scenario
+    (re-expanded), so a value that is not swept, or left at the flow's
+    default, is still known; a list-valued one counts by its first entry.
     """
+    from .flows import make_params
+    from .scenario import expand, loads
     from .store import open_run
     from .sweep import read_manifest
 
     out = pathlib.Path(out_dir)
     manifest = read_manifest(out)
+    sc = loads(manifest["scenario"], source=manifest["source"], overrides=manifest["overrides"],
+               base_dir=os.path.dirname(manifest["source"]) or ".")
+    points = {p.label: p for p in expand(sc, allow_data_sweeps=True)}
     rows = []
     for e in manifest["points"]:
         f = out / e["file"]
         if not f.exists():
             continue
-        c = e["coords"]
-        flow = c["flow"]
-        ds = open_run(f)
-        mmd = np.asarray(ds["mmd2"].values, dtype=float)[0]  # (time,)
-        value = c.get(HYPER[flow])
-        if isinstance(value, str):  # a list-valued coordinate is stored as text
-            value = json.loads(value)[0] if value.startswith("[") else float(value)
+        point = points[e["label"]]
+        value = getattr(make_params(point.flow, **point.params), HYPER[point.flow])
+        mmd = np.asarray(open_run(f)["mmd2"].values, dtype=float)[0]  # (time,)
         rows.append(
             {
-                "toy": c.get("target.kind", "?"),
-                "flow": flow,
-                "value": float(value),
-                "seed": int(c.get("seed", 0)),
+                "toy": point.target.kind,
+                "flow": point.flow,
+                "value": float(value[0] if isinstance(value, tuple) else value),
+                "seed": point.seed,
                 "mmd2_first": float(mmd[0]),
                 "mmd2": float(mmd[-1]),
             }

@@ -142,7 +142,9 @@ class RunSpec:
     """The ``[run]`` table.
 
     ``minibatch = 0`` gives the flow the full target sample each step, else a
-    fresh target minibatch of that size per step.
+    fresh target minibatch of that size per step.  ``step_size`` is NaN
+    when the file gives none and ``methods`` has no ``"particles"`` (the
+    generator's time step is ``generator.drift_step``).
     """
 
     steps: int
@@ -589,9 +591,6 @@ def _run(chk: _Checker, data: dict) -> RunSpec:
     chk.keys(table, "run", _RUN)
     steps_what, eta_what = "the number of Euler steps", "eta, the Euler step"
     steps = chk.integer(chk.require(table, "steps", "run", f"a positive integer ({steps_what})"), "run.steps", what=steps_what)
-    step_size = chk.positive(
-        chk.require(table, "step_size", "run", f"a positive number ({eta_what})"), "run.step_size", what=eta_what
-    )
     if "record_every" in table:
         record_every = chk.integer(table["record_every"], "run.record_every", what="steps between records")
         if record_every > steps:
@@ -605,6 +604,12 @@ def _run(chk: _Checker, data: dict) -> RunSpec:
     methods = chk.choices(
         table.get("methods", ["particles"]), "run.methods", METHODS, '["particles", "generator"]', "method"
     )
+    if "particles" in methods or "step_size" in table:
+        step_size = chk.positive(
+            chk.require(table, "step_size", "run", f"a positive number ({eta_what})"), "run.step_size", what=eta_what
+        )
+    else:
+        step_size = math.nan  # generator-only runs: their time is step * generator.drift_step
     raw_seeds = table.get("seeds", [0])
     if not isinstance(raw_seeds, list) or not raw_seeds:
         chk.fail("run.seeds", f"got {_show(raw_seeds)}", "a non-empty list of integers >= 0, e.g. seeds = [0, 1, 2]")
