@@ -26,8 +26,8 @@ and writes the figure.
 from __future__ import annotations
 
 import argparse
-import os
 import math
+import os
 import pathlib
 import sys
 from collections import defaultdict

@@ -145,7 +145,6 @@ def show_value(value) -> str:
     return repr(value)
 
 
-_show = show_value
 
 
 def _is_number(v) -> bool:
@@ -157,7 +156,7 @@ def _real(kind, option, value, *, minimum=0.0, strict=True) -> float:
     relation = ">" if strict else ">="
     expected = f"a finite number {relation} {minimum:g}"
     if not _is_number(value) or not math.isfinite(value):
-        raise TargetError(kind, option, f"got {_show(value)}", expected)
+        raise TargetError(kind, option, f"got {show_value(value)}", expected)
     if (value <= minimum) if strict else (value < minimum):
         raise TargetError(kind, option, f"got {value!r}", expected)
     return float(value)
@@ -166,7 +165,7 @@ def _real(kind, option, value, *, minimum=0.0, strict=True) -> float:
 def _integer(kind, option, value, *, minimum=1) -> int:
     expected = f"an integer >= {minimum}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TargetError(kind, option, f"got {_show(value)}", expected)
+        raise TargetError(kind, option, f"got {show_value(value)}", expected)
     if value < minimum:
         raise TargetError(kind, option, f"got {value!r}", expected)
     return int(value)
@@ -174,13 +173,13 @@ def _integer(kind, option, value, *, minimum=1) -> int:
 
 def _boolean(kind, option, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise TargetError(kind, option, f"got {_show(value)}", "true or false")
+        raise TargetError(kind, option, f"got {show_value(value)}", "true or false")
     return bool(value)
 
 
 def _string(kind, option, value) -> str:
     if not isinstance(value, str) or not value:
-        raise TargetError(kind, option, f"got {_show(value)}", "a non-empty string")
+        raise TargetError(kind, option, f"got {show_value(value)}", "a non-empty string")
     return value
 
 
@@ -189,9 +188,9 @@ def _array(kind, option, value, ndim, what) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TargetError(kind, option, f"got {_show(value)}", what) from None
+        raise TargetError(kind, option, f"got {show_value(value)}", what) from None
     if arr.ndim != ndim or arr.size == 0 or not np.all(np.isfinite(arr)):
-        raise TargetError(kind, option, f"got {_show(value)}", what)
+        raise TargetError(kind, option, f"got {show_value(value)}", what)
     return arr
 
 
@@ -201,7 +200,7 @@ def _weights(kind, option, value, k: int) -> np.ndarray:
     if w.shape[0] != k:
         raise TargetError(kind, option, f"got {w.shape[0]} weights for {k} modes", expected)
     if np.any(w < 0):
-        raise TargetError(kind, option, f"got a negative weight in {_show(value)}", expected)
+        raise TargetError(kind, option, f"got a negative weight in {show_value(value)}", expected)
     total = float(w.sum())
     if abs(total - 1.0) > 1e-6:
         raise TargetError(kind, option, f"weights sum to {total:.6g}", expected)
@@ -559,7 +558,7 @@ def _kind(kind: str) -> _Kind:
     except (KeyError, TypeError):
         hint = difflib.get_close_matches(str(kind), _KINDS, n=1)
         raise TargetError(
-            "targets", "kind", f"unknown kind {_show(kind)}", f"one of {', '.join(_KINDS)}", hint[0] if hint else None
+            "targets", "kind", f"unknown kind {show_value(kind)}", f"one of {', '.join(_KINDS)}", hint[0] if hint else None
         ) from None
 
 
