@@ -145,8 +145,6 @@ def show_value(value) -> str:
     return repr(value)
 
 
-
-
 def _is_number(v) -> bool:
     return not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, float, np.integer, np.floating))
 
