@@ -45,6 +45,20 @@ class Flow:
     weights: bool = True  # accepts particle weights a and target weights b
     summary: str = ""
     energy_name: str = ""
+    # What readers need to know about the flow, so that no table outside flows/ restates it.
+    # field_at(z, x, y, a, b, params, ctx) -> (K, d): the field at arbitrary points z (K, d)
+    # with the particle measure (x, a) and the target (y, b) fixed; field_at(x, x, ...) is velocity.
+    field_at: Callable[..., Any] | None = None
+    # length_scale(params) -> float: the flow's length (kernel bandwidth sigma, sqrt(eps), T, ...),
+    # the unit in which studies measure separations; None where the flow has none.
+    length_scale: Callable[[Any], float] | None = None
+    # hyper: the option a study sweeps (paper Fig. 2 axis), or None.
+    hyper: str | None = None
+    # two_atom(D, pi, alpha, params) -> float: the closed-form first-axis velocity at the
+    # overcrowded atom of two atoms at -D/2, +D/2 (docs/math.md#two-atoms), or None.
+    two_atom: Callable[..., float] | None = None
+    # doc: the flow's page, relative to the repository root.
+    doc: str = ""
 
 
 _REGISTRY: dict[str, Flow] = {}
