@@ -13,6 +13,7 @@ def test_registry_lists_the_eight_flows():
     assert wgfsim.flows.names() == ["kl_kde", "kl_kde_wgf", "mmd", "sinkhorn", "sinkhorn_proxy", "drift_da2", "sliced", "w2_exact"]
     assert wgfsim.flows.options("drift_da2") == {
         "temperatures": (0.02, 0.05, 0.2), "cost": "euclidean", "normalize_distances": False, "normalize_drift": False,
+        "affinity_floor": 0.0, "preset": "none",
     }
 
 

@@ -9,28 +9,67 @@ rows), split ``A = [A+ | A-]``; ``W+ = A+ * rowsum(A-)``, ``W- = A- * rowsum(A+)
 
 ``A_ij = exp(L_ij - R_i/2 - C_j/2)`` with ``R`` the row and ``C`` the column
 log-sum-exps, so the field is the geometric-mean structure of the Sinkhorn
-proxy with row normalisers shared by both blocks.  Published defaults:
-``euclidean`` cost, temperatures (0.02, 0.05, 0.2) summed.  The official code
-also rescales distances so their mean is ``sqrt(d)`` (``normalize_distances``)
-and divides each temperature's field by its per-coordinate RMS over the batch,
-``sqrt(mean_i |v_i|^2 / d)`` (``normalize_drift``); both are off by default,
-so the paper's algorithm is the default.  Not a gradient flow (no energy); not
-zero at q == p for finite N (an O(1/N) shift from the self mask).
+proxy with row normalisers shared by both blocks (docs/math.md#drift-da2).
+Published defaults: ``euclidean`` cost, temperatures (0.02, 0.05, 0.2) summed.
+The paper's algorithm is the default.  The official code (lambertae/drifting,
+``drift_loss.py``) differs in three ways, each an option, all three set by
+``preset = "official"``:
 
-Shapes: x (N, d), y (M, d) -> v (N, d).
+``normalize_distances``
+    the kernel is ``exp(-|x - y| / (T mbar))`` with ``mbar`` the mean distance
+    over all N x (N + M) pairs ``(x_i, [X | Y]_c)``, self pairs included
+    (``eps = T mbar``; ``eps = T mbar^2`` for the ``sqeuclidean`` cost, i.e.
+    distances divided by ``mbar``).  ``mbar`` is exact: one fused pass of
+    :func:`wgfsim.primitives.distance_sums`, O(N (N + M)) time, O(N + M) memory.
+``normalize_drift``
+    each temperature's field ``F_T`` is divided by its RMS over all N x d
+    entries and the sum is returned in data units:
+    ``v = (mbar / sqrt(d)) sum_T F_T / rms(F_T)``.
+``affinity_floor``
+    ``A = max(A, floor)`` for every entry, the masked self pairs included
+    (official value ``1e-3``).  A floored sum is not a log-sum-exp, so this
+    option alone evaluates ``A`` explicitly, ``_CHUNK_ELEMENTS`` numbers at a
+    time (row blocks, never the whole N x (M + N) matrix); otherwise every
+    sum is a fused primitive call.
+
+Weights follow the official code: column weights ``w = [M b | N a]`` (1 for
+uniform samples) multiply ``A`` after the floor, never the logits, and weight
+the mean distance: ``mbar = sum_{i,c} w_c |x_i - z_c| / (N sum_c w_c)``.
+
+Not a gradient flow (no energy); not zero at q == p for finite N (an O(1/N)
+shift from the self mask).
+
+Shapes: x (N, d), y (M, d), a (N,), b (M,) -> v (N, d).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import primitives
-from ..backend import array_namespace, to_numpy
-from ..primitives import dense
+from ..backend import array_namespace
 from . import Flow, register
-from ._common import boolean, cost_of, positive_floats, rms, set_frozen
+from ._common import boolean, cost_of, one_of, positive_floats, rms, set_frozen
 from .sinkhorn_proxy import balanced_difference
+
+# the official code's options (lambertae/drifting, drift_loss.py): preset name -> option values
+PRESETS = {
+    "none": {},
+    "official": {"normalize_distances": True, "normalize_drift": True, "affinity_floor": 1e-3},
+}
+
+# numbers per explicit block of the floored field: (rows x (M + N) x d) float64 stays under ~8 MB
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def _non_negative_float(option: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"drift_da2: option {option!r} expected a non-negative number (official code: 1e-3), got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -39,6 +78,8 @@ class Params:
     cost: str = "euclidean"
     normalize_distances: bool = False
     normalize_drift: bool = False
+    affinity_floor: float = 0.0
+    preset: str = "none"
 
     def __post_init__(self):
         set_frozen(
@@ -47,31 +88,149 @@ class Params:
             cost=cost_of("drift_da2", self.cost),
             normalize_distances=boolean("drift_da2", "normalize_distances", self.normalize_distances),
             normalize_drift=boolean("drift_da2", "normalize_drift", self.normalize_drift),
+            affinity_floor=_non_negative_float("affinity_floor", self.affinity_floor),
+            preset=one_of("drift_da2", "preset", self.preset, tuple(PRESETS)),
         )
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for option, value in PRESETS[self.preset].items():
+            # an option left at its default takes the preset's value; a third value contradicts the preset
+            if getattr(self, option) not in (defaults[option], value):
+                raise ValueError(
+                    f"drift_da2: option {option!r} = {getattr(self, option)!r} contradicts preset = {self.preset!r} "
+                    f"(which sets {option} = {value!r}); drop one of them"
+                )
+            set_frozen(self, **{option: value})
+
+
+def _column_weights(a, b, x, y):
+    """``(w-, w+)``: the official code's column weights ``N a`` (N,) and ``M b`` (M,); None when uniform."""
+    w_minus = None if a is None else a * x.shape[0]
+    w_plus = None if b is None else b * y.shape[0]
+    return w_minus, w_plus
+
+
+def mean_distance(x, y, w_minus=None, w_plus=None, backend="auto") -> float:
+    """``mbar = sum_i sum_c w_c |x_i - z_c| / (N sum_c w_c)`` over the columns ``z = [X | Y]``.
+
+    Self pairs count (at distance 0); ``w`` defaults to 1.  Exact: the column
+    sums ``sum_i |x_i - z_c|`` are two fused passes of
+    :func:`wgfsim.primitives.distance_sums` (O(N (N + M)) time, O(N + M)
+    memory).  x (N, d), y (M, d), w- (N,), w+ (M,) -> float.
+    """
+    xp = array_namespace(x)
+    n, m = x.shape[0], y.shape[0]
+    to_x = xp.astype(primitives.distance_sums(x, x, backend=backend), xp.float64)  # (N,), symmetric
+    to_y = xp.astype(primitives.distance_sums(y, x, backend=backend), xp.float64)  # (M,): sum_i |x_i - y_j|
+    if w_minus is not None:
+        to_x = to_x * xp.astype(w_minus, xp.float64)
+    if w_plus is not None:
+        to_y = to_y * xp.astype(w_plus, xp.float64)
+    total_w = (n if w_minus is None else float(xp.sum(w_minus))) + (m if w_plus is None else float(xp.sum(w_plus)))
+    return float(xp.sum(to_x) + xp.sum(to_y)) / (n * total_w)
+
+
+def _floored_difference(rows, x, y, row, col_plus, col_minus, w_plus, w_minus, eps, cost, floor, self_rows):
+    """``S- P+ - S+ P-`` (G, d) with ``A = max(exp(l - R/2 - C/2), floor) * w``, evaluated in row blocks.
+
+    ``S+-_i = sum_c A+-_ic``, ``P+-_i = sum_c A+-_ic (z_c - x_i)`` over the
+    target (+) and particle (-) columns.  ``self_rows``: ``rows`` is ``x`` and
+    the pair (i, i) is masked (its affinity is the floor alone, as in the
+    official code).  Displacements are explicit differences, so the result
+    does not lose digits when the points sit far from the origin.
+    """
+    xp = array_namespace(x)
+    g, d = rows.shape
+    m = y.shape[0]
+    cols = xp.concat([y, x], axis=0)  # (M+N, d)
+    col = xp.concat([col_plus, col_minus], axis=0)  # (M+N,)
+    ones_p = xp.ones((m,), dtype=x.dtype) if w_plus is None else w_plus
+    ones_m = xp.ones((x.shape[0],), dtype=x.dtype) if w_minus is None else w_minus
+    w = xp.concat([ones_p, ones_m], axis=0)  # (M+N,)
+    out = xp.empty_like(rows)  # (G, d)
+    chunk = max(1, _CHUNK_ELEMENTS // (cols.shape[0] * d))
+    for start in range(0, g, chunk):
+        stop = min(g, start + chunk)
+        diff = cols[None, :, :] - rows[start:stop, None, :]  # (c, M+N, d)
+        dist2 = xp.sum(diff * diff, axis=2)  # (c, M+N)
+        c = 0.5 * dist2 if cost == "sqeuclidean" else xp.sqrt(dist2)
+        log_a = -c / eps - 0.5 * row[start:stop, None] - 0.5 * col[None, :]  # (c, M+N)
+        if self_rows:
+            r = xp.arange(stop - start)
+            log_a[r, m + start + r] = -math.inf
+        a = xp.maximum(xp.exp(log_a), floor) * w[None, :]  # (c, M+N)
+        s_plus = xp.sum(a[:, :m], axis=1)  # (c,)
+        s_minus = xp.sum(a[:, m:], axis=1)  # (c,)
+        p_plus = xp.matmul(a[:, None, :m], diff[:, :m, :])[:, 0, :]  # (c, d)
+        p_minus = xp.matmul(a[:, None, m:], diff[:, m:, :])[:, 0, :]  # (c, d)
+        out[start:stop] = s_minus[:, None] * p_plus - s_plus[:, None] * p_minus
+    return out
+
+
+def temperature_field(rows, x, y, w_minus, w_plus, eps, cost, floor, backend, self_rows=True):
+    """One temperature's field ``F`` (G, d) at the rows ``rows`` (G, d) for eps = T (times the scale).
+
+    Column normalisers are the particle system's: ``C+_j = log sum_i e^{l(x_i,y_j)}``,
+    ``C-_k = log sum_{i != k} e^{l(x_i,x_k)}``.  The row normaliser
+    ``R(z) = log(sum_j e^{l(z,y_j)} + sum_k e^{l(z,x_k)})`` runs over all M + N
+    columns, without the pair (i, i) when ``self_rows`` (``rows`` is ``x``);
+    a row that is not a particle masks nothing.
+    """
+    xp = array_namespace(x)
+    kw = dict(eps=eps, cost=cost, backend=backend)
+    col_plus = primitives.lse_cols(x, y, **kw)  # (M,)
+    col_minus = primitives.lse(x, x, exclude_diagonal=True, **kw)  # (N,): the masked X-X block is symmetric
+    row_minus = col_minus if self_rows else primitives.lse(rows, x, **kw)  # (G,)
+    row = xp.logaddexp(primitives.lse(rows, y, **kw), row_minus)  # R over the concatenated row, (G,)
+    if floor > 0:
+        return _floored_difference(rows, x, y, row, col_plus, col_minus, w_plus, w_minus, eps, cost, floor, self_rows)
+    # weights multiply A = exp(l - R/2 - C/2): fold log w into the column normalisers (C - 2 log w)
+    with np.errstate(divide="ignore"):
+        if w_plus is not None:
+            col_plus = col_plus - 2.0 * xp.log(w_plus)
+        if w_minus is not None:
+            col_minus = col_minus - 2.0 * xp.log(w_minus)
+    return balanced_difference(x, y, row, row, col_plus, col_minus, eps, cost, True, backend, rows=None if self_rows else rows)
+
+
+def _field(rows, x, y, a, b, params: Params, backend, self_rows):
+    d = x.shape[1]
+    w_minus, w_plus = _column_weights(a, b, x, y)
+    mbar = None
+    if params.normalize_distances or params.normalize_drift:
+        mbar = mean_distance(x, y, w_minus, w_plus, backend=backend)
+        if not mbar > 0:
+            raise ValueError("drift_da2: normalize_distances/normalize_drift need a positive mean distance; the particles and targets all coincide")
+    scale = 1.0
+    if params.normalize_distances:
+        # the official kernel divides distances by mbar: eps = T mbar (euclidean), T mbar^2 (|x-y|^2/2)
+        scale = mbar * mbar if params.cost == "sqeuclidean" else mbar
+    v = 0.0
+    for temperature in params.temperatures:
+        args = (x, y, w_minus, w_plus, temperature * scale, params.cost, params.affinity_floor, backend)
+        ft = temperature_field(rows, *args, self_rows=self_rows)
+        if params.normalize_drift:
+            # RMS over all N x d entries of the particles' own field (the official force scale)
+            own = ft if self_rows else temperature_field(x, *args, self_rows=True)
+            ft = ft / max(rms(own) / math.sqrt(d), 1e-30)
+        v = v + ft
+    if params.normalize_drift:
+        v = v * (mbar / math.sqrt(d))  # back to data units
+    return v
 
 
 def velocity(x, y, a, b, params: Params, ctx):
-    xp = array_namespace(x)
-    d = x.shape[1]
-    scale = 1.0
-    if params.normalize_distances:
-        # divide distances by s = mean|x - z| / sqrt(d) (z over targets and particles): a temperature rescale
-        pooled = to_numpy(xp.concat([y, x], axis=0))
-        s = dense.mean_distance(to_numpy(x), pooled) / math.sqrt(d)
-        scale = s * s if params.cost == "sqeuclidean" else s
-    v = 0.0
-    for temperature in params.temperatures:
-        kw = dict(eps=temperature * scale, cost=params.cost, backend=ctx.backend)
-        row_plus = primitives.lse(x, y, **kw)  # (N,)
-        row_minus = primitives.lse(x, x, exclude_diagonal=True, **kw)  # (N,)
-        row = xp.logaddexp(row_plus, row_minus)  # R_i over the concatenated row, (N,)
-        col_plus = primitives.lse_cols(x, y, **kw)  # (M,)
-        col_minus = row_minus  # the masked X-X block is symmetric: column sums = row sums
-        vt = balanced_difference(x, y, row, row, col_plus, col_minus, kw["eps"], params.cost, True, ctx.backend)
-        if params.normalize_drift:
-            vt = vt / max(rms(vt) / math.sqrt(d), 1e-30)
-        v = v + vt
-    return v
+    """The field at the particles (N, d), in data units."""
+    return _field(x, x, y, a, b, params, ctx.backend, self_rows=True)
+
+
+def field_at(z, x, y, a, b, params: Params, ctx):
+    """The field at points ``z`` (K, d) that are not particles: an extra row no column sees.
+
+    Column normalisers, ``mbar`` and the RMS of ``normalize_drift`` are the
+    particle system's, so the field is a function of ``z`` alone; ``z``'s row
+    masks no pair, so ``field_at(x) != velocity(x)`` (the self mask).
+    """
+    return _field(z, x, y, a, b, params, ctx.backend, self_rows=False)
 
 
 FLOW = register(
@@ -79,7 +238,10 @@ FLOW = register(
         name="drift_da2",
         Params=Params,
         velocity=velocity,
-        weights=False,
+        weights=True,
         summary="Deng et al. Algorithm 2: jointly normalised drifting field",
+        field_at=field_at,
+        hyper="temperatures",
+        doc="docs/flows/drift_da2.md",
     )
 )

@@ -85,11 +85,11 @@ def median_distance(z: np.ndarray, max_points: int = 1000) -> float:
     return float(np.sqrt(np.median(d2[iu])))
 
 
-def mean_distance(x: np.ndarray, y: np.ndarray, max_points: int = 1024) -> float:
-    """Mean of ``|x_i - y_j|`` over all pairs of strided subsamples of x and y."""
-    xs = _subsample(np.asarray(x, np.float64), max_points)
-    ys = _subsample(np.asarray(y, np.float64), max_points)
-    return float(np.sqrt(pairwise_sq_dists(xs, ys)).mean())
+def mean_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """Mean of ``|x_i - y_j|`` over all N x M pairs, exact (chunked row sums, never the N x M array)."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    return float(distance_sums(x, y).sum()) / (x.shape[0] * y.shape[0])
 
 
 def distance_sums(x, y, exclude_diagonal=False):
