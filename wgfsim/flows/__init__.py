@@ -223,4 +223,6 @@ from . import (  # noqa: E402,F401
     drift_da2,
     sliced,
     w2_exact,
+    kale,
+    drmmd,
 )
