@@ -62,7 +62,7 @@ PRESETS = {
     "official": {"normalize_distances": True, "normalize_drift": True, "affinity_floor": 1e-3},
 }
 
-# numbers per explicit block of the floored field: (rows x (M + N) x d) float64 stays under ~8 MB
+# numbers per explicit block of the floored field: a (rows x (M + N)) float64 block stays under ~8 MB
 _CHUNK_ELEMENTS = 1 << 20
 
 
@@ -135,34 +135,39 @@ def _floored_difference(rows, x, y, row, col_plus, col_minus, w_plus, w_minus, e
     ``S+-_i = sum_c A+-_ic``, ``P+-_i = sum_c A+-_ic (z_c - x_i)`` over the
     target (+) and particle (-) columns.  ``self_rows``: ``rows`` is ``x`` and
     the pair (i, i) is masked (its affinity is the floor alone, as in the
-    official code).  Displacements are explicit differences, so the result
-    does not lose digits when the points sit far from the origin.
+    official code).  Points are taken relative to the particles' mean, so
+    ``P = A z - S x`` keeps its digits when the data sit far from the origin.
     """
     xp = array_namespace(x)
     g, d = rows.shape
     m = y.shape[0]
-    cols = xp.concat([y, x], axis=0)  # (M+N, d)
+    origin = xp.mean(x, axis=0)  # (d,)
+    cols = xp.concat([y, x], axis=0) - origin  # (M+N, d)
+    rows = rows - origin  # (G, d)
     col = xp.concat([col_plus, col_minus], axis=0)  # (M+N,)
     ones_p = xp.ones((m,), dtype=x.dtype) if w_plus is None else w_plus
     ones_m = xp.ones((x.shape[0],), dtype=x.dtype) if w_minus is None else w_minus
     w = xp.concat([ones_p, ones_m], axis=0)  # (M+N,)
     out = xp.empty_like(rows)  # (G, d)
-    chunk = max(1, _CHUNK_ELEMENTS // (cols.shape[0] * d))
+    chunk = max(1, _CHUNK_ELEMENTS // cols.shape[0])
     for start in range(0, g, chunk):
         stop = min(g, start + chunk)
-        diff = cols[None, :, :] - rows[start:stop, None, :]  # (c, M+N, d)
-        dist2 = xp.sum(diff * diff, axis=2)  # (c, M+N)
+        z = rows[start:stop]  # (c, d)
+        dist2 = xp.zeros((stop - start, cols.shape[0]), dtype=x.dtype)  # (c, M+N)
+        for k in range(d):  # explicit differences, one coordinate at a time: no (c, M+N, d) array
+            dk = cols[None, :, k] - z[:, k, None]  # (c, M+N)
+            dist2 += dk * dk
         c = 0.5 * dist2 if cost == "sqeuclidean" else xp.sqrt(dist2)
-        log_a = -c / eps - 0.5 * row[start:stop, None] - 0.5 * col[None, :]  # (c, M+N)
+        log_a = c * (-1.0 / eps) - (0.5 * row[start:stop])[:, None] - (0.5 * col)[None, :]  # (c, M+N)
         if self_rows:
             r = xp.arange(stop - start)
             log_a[r, m + start + r] = -math.inf
         a = xp.maximum(xp.exp(log_a), floor) * w[None, :]  # (c, M+N)
-        s_plus = xp.sum(a[:, :m], axis=1)  # (c,)
-        s_minus = xp.sum(a[:, m:], axis=1)  # (c,)
-        p_plus = xp.matmul(a[:, None, :m], diff[:, :m, :])[:, 0, :]  # (c, d)
-        p_minus = xp.matmul(a[:, None, m:], diff[:, m:, :])[:, 0, :]  # (c, d)
-        out[start:stop] = s_minus[:, None] * p_plus - s_plus[:, None] * p_minus
+        s_plus = xp.sum(a[:, :m], axis=1)[:, None]  # (c, 1)
+        s_minus = xp.sum(a[:, m:], axis=1)[:, None]  # (c, 1)
+        p_plus = xp.matmul(a[:, :m], cols[:m]) - s_plus * z  # (c, d)
+        p_minus = xp.matmul(a[:, m:], cols[m:]) - s_minus * z  # (c, d)
+        out[start:stop] = s_minus * p_plus - s_plus * p_minus
     return out
 
 
