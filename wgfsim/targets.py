@@ -470,11 +470,110 @@ def _rings(opts, given, base_dir) -> Target:
 _H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 
 
-def _load_npy(kind, path):
+def _bytes(n: float) -> str:
+    """``n`` bytes as a short human size (``14.6 TiB``)."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    k = 0
+    while n >= 1024 and k < len(units) - 1:
+        n, k = n / 1024, k + 1
+    return f"{n:.0f} B" if k == 0 else f"{n:.1f} {units[k]}"
+
+
+def _available_memory() -> int | None:
+    """Bytes a new allocation can take: MemAvailable, capped by a cgroup v2 limit; None where unknown."""
+    avail = None
     try:
-        return np.load(path, allow_pickle=False)
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            return None
+    try:  # a container's limit can be lower than the machine's free memory
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            avail = min(avail, max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def _check_header(kind, path, shape, dtype):
+    """Refuse an array by its header alone: shape (points, dim) and a real numeric dtype."""
+    if shape is None or len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
+        raise TargetError(kind, "path", f"the array in {path!r} has shape {shape}", "a 2-D array (points, dim)")
+    if dtype.fields is not None or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise TargetError(kind, "path", f"the array in {path!r} has dtype {dtype}", "a real numeric array")
+
+
+def _check_memory(kind, path, shape, bytes_per_value):
+    """Refuse an array whose load would not fit in the available memory, with the estimate.
+
+    ``bytes_per_value`` is what loading costs per stored number (8 for the
+    float64 copy, plus the source itemsize when the source is read whole
+    first), so the estimate is the peak of the load.
+    """
+    need = int(shape[0]) * int(shape[1]) * bytes_per_value
+    avail = _available_memory()
+    if avail is not None and need > avail:
+        raise TargetError(
+            kind,
+            "path",
+            f"the array in {path!r} has shape {tuple(shape)}: loading it as float64 needs about {_bytes(need)} "
+            f"but {_bytes(avail)} of memory is available",
+            "an array that fits in memory (store fewer rows or a subsample)",
+        )
+
+
+def _load_npy(kind, path):
+    """The array of an .npy file (N, d) float64, its header checked before anything is allocated."""
+    expected = "a readable .npy array (numpy.save)"
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                raise TargetError(
+                    kind, "path", f"{path!r} holds zip (.npz) data, not a single array",
+                    "a single array saved with numpy.save (take one array of the .npz and save it as .npy)",
+                )
+            f.seek(0)
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:  # 3.0 only differs for structured dtypes, which no target uses
+                raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+            offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except TargetError:
+        raise
+    except (OSError, ValueError, SyntaxError) as err:
+        raise TargetError(kind, "path", f"cannot read {path!r} as .npy ({err})", expected) from None
+    _check_header(kind, path, shape, dtype)
+    stored = int(shape[0]) * int(shape[1]) * dtype.itemsize
+    if size - offset < stored:
+        raise TargetError(
+            kind,
+            "path",
+            f"the header of {path!r} claims shape {tuple(shape)} of {dtype} ({_bytes(stored)}) "
+            f"but the file holds {_bytes(size - offset)} of data",
+            "a complete .npy file",
+        )
+    _check_memory(kind, path, shape, 8)
+    try:
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)  # reads pages as the copy needs them
+        return np.array(mapped, dtype=np.float64)  # a private copy
     except (OSError, ValueError) as err:
-        raise TargetError(kind, "path", f"cannot read {path!r} as .npy ({err})", "a readable .npy array") from None
+        raise TargetError(kind, "path", f"cannot read {path!r} as .npy ({err})", expected) from None
 
 
 def _load_h5(kind, path, dataset):
@@ -491,7 +590,11 @@ def _load_h5(kind, path, dataset):
                 raise TargetError(
                     kind, "dataset", f"no dataset {dataset!r} in {path!r}", f"one of {found}", hint[0] if hint else None
                 )
-            return np.asarray(f[dataset][()])
+            ds = f[dataset]
+            # a chunked or compressed dataset can be tiny on disk and huge in memory: check before reading
+            _check_header(kind, f"{path}:{dataset}", ds.shape, ds.dtype)
+            _check_memory(kind, f"{path}:{dataset}", ds.shape, 8 + ds.dtype.itemsize)
+            return np.array(ds[()], dtype=np.float64)
     except OSError as err:
         raise TargetError(kind, "path", f"cannot read {path!r} as HDF5 ({err})", "a readable HDF5 file") from None
 
@@ -524,11 +627,7 @@ def _from_file(opts, given, base_dir) -> Target:
         data = _load_h5(kind, path, dataset)
     else:
         raise TargetError(kind, "path", f"unsupported file type {suffix!r} ({path!r})", f"one of ('.npy',) + {_H5_SUFFIXES}")
-    if data.ndim != 2 or data.shape[0] < 1 or data.shape[1] < 1:
-        raise TargetError(kind, "path", f"the array in {path!r} has shape {data.shape}", "a 2-D array (points, dim)")
-    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
-        raise TargetError(kind, "path", f"the array in {path!r} has dtype {data.dtype}", "a real numeric array")
-    data = np.array(data, dtype=np.float64)  # a private copy
+    # the loaders checked shape, dtype and size from the header and return a private float64 copy
     if not np.all(np.isfinite(data)):
         raise TargetError(kind, "path", f"the array in {path!r} contains NaN or inf", "finite values")
     data.setflags(write=False)

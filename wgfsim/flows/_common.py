@@ -16,10 +16,38 @@ KERNELS = {
 }
 
 
-def positive_floats(flow: str, option: str, value, allow_median: bool = False):
-    """A positive float or a non-empty list of them -> tuple of floats (``"median"`` kept)."""
+# The temperature eps that a flow hands to the primitive (cost units) stays in
+# [1e-150, 1e150]: at eps >= 1e-150 the logits c/eps stay finite for every cost
+# below 1e158 (points closer than ~1e79), and at eps <= 1e150 the reciprocal
+# 1/eps is a normal float64 and the products that carry eps (Sinkhorn
+# potentials eps * log n, drift_da2's T * mbar or T * mbar^2) stay finite.
+# Outside it the primitive meets eps = 0 or inf, or rows whose every logit is
+# -inf, so validation refuses such values (docs/math.md#primitive).
+TEMPERATURE_RANGE = (1e-150, 1e150)
+# A kernel bandwidth sigma enters as eps = sigma^2 (Gaussian) or eps = h (Laplace);
+# one range for both kernels, so that switching kernel never invalidates a bandwidth.
+BANDWIDTH_RANGE = (1e-75, 1e75)
+
+# option name -> (lowest, highest, what the range protects), for every option read by
+# positive_floats: bandwidth (kl_kde, kl_kde_wgf, mmd), epsilon (sinkhorn,
+# sinkhorn_proxy), temperatures (drift_da2)
+RANGES = {
+    "bandwidth": (*BANDWIDTH_RANGE, "so that the kernel temperature sigma^2 stays in [1e-150, 1e150]"),
+    "epsilon": (*TEMPERATURE_RANGE, "so that c/eps and 1/eps stay finite float64"),
+    "temperatures": (*TEMPERATURE_RANGE, "so that c/T and 1/T stay finite float64"),
+}
+
+
+def positive_floats(flow: str, option: str, value, allow_median: bool = False, limits=None):
+    """A positive float or a non-empty list of them -> tuple of floats (``"median"`` kept).
+
+    Each value must lie in ``limits = (lowest, highest, why)``; by default the
+    range of :data:`RANGES` for ``option`` (the temperatures the primitive can
+    represent), else any positive finite float.
+    """
     if allow_median and value == "median":
         return "median"
+    lo, hi, why = limits if limits is not None else RANGES.get(option, (0.0, math.inf, ""))
     values = value if isinstance(value, (list, tuple)) else [value]
     if len(values) == 0:
         raise ValueError(f"{flow}: option {option!r} expected a positive number or a non-empty list of them, got []")
@@ -28,6 +56,8 @@ def positive_floats(flow: str, option: str, value, allow_median: bool = False):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or v <= 0:
             expected = "a positive number, a list of them" + (', or "median"' if allow_median else "")
             raise ValueError(f"{flow}: option {option!r} expected {expected}, got {value!r}")
+        if not lo <= v <= hi:
+            raise ValueError(f"{flow}: option {option!r} expected numbers in [{lo:g}, {hi:g}] ({why}), got {value!r}")
         out.append(float(v))
     return tuple(out)
 

@@ -14,6 +14,20 @@ deterministic, for d <= 3).  Several bandwidths sum their fields and energies.
 Energy: ``KL(q_s || p_s) = sum_i a_i E_{z ~ N(x_i, sigma^2)} [log q_s(z) - log p_s(z)]``
 with the same draws or nodes; the Gaussian normalisers cancel.
 
+Evaluation at ``z = x_i + sigma xi_r``: expanding the logits,
+
+    -|z - y_j|^2 / (2 sigma^2) = -|x_i - y_j|^2 / (2 sigma^2) + <xi_r, y_j - c> / sigma + (terms free of j)
+
+for any centre ``c``, so the softmax over j at ``z`` is the primitive's at
+the row ``x_i`` with column offsets ``<xi_r, y_j - c>/sigma``, and its shift
+is returned from ``x_i``: ``B[p](z) - B[q](z) = shift_p(x_i) - shift_q(x_i)``.
+Forming ``z`` itself would cost every digit of ``x - y`` once ``sigma``
+exceeds ``|x - y| / u`` (u the unit roundoff) and leave the difference of two
+``O(sigma)`` shifts: the field then grew like ``u sigma`` instead of tending to
+its large-bandwidth limit ``v -> mean_b(y) - mean_a(x)`` (Gaussian closure:
+``v = mu_p - mu_q + [S_p (x - mu_p) - S_q (x - mu_q)] / sigma^2 + O(sigma^-4)``,
+docs/math.md#gaussian-closure).  One primitive call per node ``r`` and measure.
+
 Shapes: x (N, d), y (M, d), a (N,), b (M,) -> v (N, d).
 """
 
@@ -72,28 +86,43 @@ def _draws(x, params: Params, ctx):
     return xp.asarray(nodes, dtype=x.dtype), xp.asarray(wts, dtype=x.dtype)
 
 
-def _smoothing_points(x, xi, sigma):
-    """z_ir = x_i + sigma xi_r as (N*R, d), particle-major (an N x R array: R is small)."""
+def _centre(x):
+    """A point near the particles (their mean, (d,)), subtracted from the offsets to keep them small."""
     xp = array_namespace(x)
-    n, r = x.shape[0], xi.shape[0]
-    return xp.repeat(x, r, axis=0) + sigma * xp.tile(xi, (n, 1))
+    return xp.mean(x, axis=0)
+
+
+def _smoothed(x, cols, log_w, xi, sigma, c, backend, with_shift=True):
+    """The primitive at the smoothing points ``z_ir = x_i + sigma xi_r``, node by node.
+
+    For each node r: ``lse_i = LSE_j(log_w_j + <xi_r, cols_j - c>/sigma - |x_i - cols_j|^2/(2 sigma^2))``
+    (N,), which is ``log sum_j w_j k(z_ir, cols_j) + |xi_r|^2/2 + <xi_r, x_i - c>/sigma``,
+    and ``shift_i = bary(z_ir) - x_i`` (N, d).  Yields ``(lse, shift)`` for r = 0..R-1.
+    """
+    eps = sigma * sigma
+    centred = cols - c[None, :]  # (K, d)
+    for r in range(xi.shape[0]):
+        offsets = log_w + (centred @ xi[r]) / sigma  # (K,)
+        if with_shift:
+            yield primitives.lse_shift(x, cols, offsets, eps=eps, backend=backend)
+        else:
+            yield primitives.lse(x, cols, offsets, eps=eps, backend=backend), None
 
 
 def velocity(x, y, a, b, params: Params, ctx):
     xp = array_namespace(x)
-    n, d = x.shape
+    n = x.shape[0]
     la = log_weights(a, n, x)  # (N,)
     lb = log_weights(b, y.shape[0], x)  # (M,)
+    c = _centre(x)
     v = xp.zeros_like(x)
     for sigma in params.bandwidth:
         xi, w = _draws(x, params, ctx)  # (R, d), (R,)
-        z = _smoothing_points(x, xi, sigma)  # (N*R, d)
-        eps = sigma * sigma
-        bp = primitives.lse_shift(z, y, lb, eps=eps, backend=ctx.backend)[1]  # (N*R, d)
-        bq = primitives.lse_shift(z, x, la, eps=eps, backend=ctx.backend)[1]  # (N*R, d)
-        # B[nu](z) is a shift from z; B[p](z) - B[q](z) is the same from any base point
-        diff = xp.reshape(bp - bq, (n, xi.shape[0], d))  # (N, R, d)
-        v = v + xp.sum(diff * w[None, :, None], axis=1)
+        pulls = _smoothed(x, y, lb, xi, sigma, c, ctx.backend)
+        pushes = _smoothed(x, x, la, xi, sigma, c, ctx.backend)
+        for r, ((_, bp), (_, bq)) in enumerate(zip(pulls, pushes)):
+            # B[p](z) - B[q](z), both shifts taken from x_i: no O(sigma) terms to cancel
+            v = v + w[r] * (bp - bq)
     return v
 
 
@@ -103,14 +132,15 @@ def energy(x, y, a, b, params: Params, ctx):
     la = log_weights(a, n, x)
     lb = log_weights(b, y.shape[0], x)
     aw = weights(a, n, x)
+    c = _centre(x)
     total = 0.0
     for sigma in params.bandwidth:
         xi, w = _draws(x, params, ctx)
-        z = _smoothing_points(x, xi, sigma)  # (N*R, d)
-        eps = sigma * sigma
-        log_ratio = primitives.lse(z, x, la, eps=eps, backend=ctx.backend) - primitives.lse(z, y, lb, eps=eps, backend=ctx.backend)
-        log_ratio = xp.reshape(log_ratio, (n, xi.shape[0]))  # (N, R)
-        total += float(xp.sum(aw * xp.sum(log_ratio * w[None, :], axis=1)))
+        ps = _smoothed(x, y, lb, xi, sigma, c, ctx.backend, with_shift=False)
+        qs = _smoothed(x, x, la, xi, sigma, c, ctx.backend, with_shift=False)
+        for r, ((lse_p, _), (lse_q, _)) in enumerate(zip(ps, qs)):
+            # log q_s(z) - log p_s(z): the terms free of j are the same for both (same centre c)
+            total += float(w[r]) * float(xp.sum(aw * (lse_q - lse_p)))
     return total
 
 

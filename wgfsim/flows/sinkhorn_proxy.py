@@ -15,6 +15,19 @@ the row barycentre comes from the same primitive call (column offsets
 ``-log(c_j)/2``), so ``exp(l)`` never underflows even in float32 at small eps.
 Several ``epsilon`` sum their fields.  Not a gradient flow (no energy).
 
+Resolution at small eps: ``log S`` is a difference of log-sum-exps of size
+``C/eps``, with ``C`` the largest soft-minimum cost ``-eps log r_i`` (about
+the nearest-neighbour costs), so it carries an absolute rounding error of
+about ``u C/eps`` (``u`` the unit roundoff of x's dtype).  Below
+``eps_min = sqrt(u) C`` that error would exceed ``sqrt(u)`` and, from
+``eps ~ u C`` on, swamp the result (inf or garbage); the field is therefore
+evaluated at ``max(eps, eps_min)`` (:func:`resolvable_epsilon`).  This is the
+``eps -> 0`` limit up to pairs whose cost gaps are below ``~40 eps_min``:
+``G+_ij -> 1`` when ``x_i`` and ``y_j`` are mutual nearest neighbours and 0
+otherwise, ``G-_ik -> [i == k]`` (``exclude_self = false``), so
+``v_i -> sqrt(N/M) (y_j - x_i)`` for a mutual pair and 0 otherwise
+(docs/math.md#sinkhorn-proxy).
+
 Shapes: x (N, d), y (M, d) -> v (N, d).
 """
 
@@ -22,6 +35,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace
@@ -62,14 +77,45 @@ def balanced_difference(x, y, row_log_plus, row_log_minus, col_log_plus, col_log
     return xp.exp(log_s)[:, None] * (shift_p - shift_m)
 
 
+def resolvable_epsilon(eps: float, dtype, *log_normalisers) -> float:
+    """``max(eps, sqrt(u) C)``: the smallest temperature whose log-domain plans are resolved.
+
+    ``C = eps max |log r|`` over the finite entries of the normaliser arrays
+    (row or column log-sum-exps at ``eps``): the largest soft-minimum cost,
+    about the largest nearest-neighbour cost at small eps.  ``u`` is the unit
+    roundoff of ``dtype``.  At the returned temperature the normalisers are
+    of size at most ``C/eps <= 1/sqrt(u)``, so ``log S`` keeps an absolute
+    error of about ``sqrt(u)`` (module docstring).
+    """
+    xp = array_namespace(*log_normalisers)
+    size = 0.0
+    for log_r in log_normalisers:
+        finite = xp.abs(log_r[xp.isfinite(log_r)])
+        if finite.shape[0] > 0:
+            size = max(size, float(xp.max(finite)))
+    return max(eps, math.sqrt(float(np.finfo(dtype).eps)) * eps * size)
+
+
+def _normalisers(x, y, eps, params: Params, backend):
+    """``(log r+ (N,), log c+ (M,), log r- (N,))`` at temperature eps; ``r-`` is also the column sum of the symmetric block."""
+    kw = dict(eps=eps, cost=params.cost, backend=backend)
+    log_r_plus = primitives.lse(x, y, **kw)  # (N,)
+    log_c_plus = primitives.lse_cols(x, y, **kw)  # (M,)
+    log_r_minus = primitives.lse(x, x, exclude_diagonal=params.exclude_self, **kw)  # (N,)
+    return log_r_plus, log_c_plus, log_r_minus
+
+
 def velocity(x, y, a, b, params: Params, ctx):
     n, m = x.shape[0], y.shape[0]
     v = 0.0
     for eps in params.epsilon:
-        kw = dict(eps=eps, cost=params.cost, backend=ctx.backend)
-        log_r_plus = primitives.lse(x, y, **kw)  # (N,)
-        log_c_plus = primitives.lse_cols(x, y, **kw)  # (M,)
-        log_r_minus = primitives.lse(x, x, exclude_diagonal=params.exclude_self, **kw)  # (N,), = column sums
+        norms = _normalisers(x, y, eps, params, ctx.backend)
+        resolved = resolvable_epsilon(eps, x.dtype, *norms)
+        if resolved > eps:
+            # below the log domain's resolution: the eps -> 0 limit, evaluated where it is resolved
+            eps = resolved
+            norms = _normalisers(x, y, eps, params, ctx.backend)
+        log_r_plus, log_c_plus, log_r_minus = norms
         v = v + math.sqrt(n / m) * balanced_difference(
             x, y, log_r_plus, log_r_minus, log_c_plus, log_r_minus, eps, params.cost, params.exclude_self, ctx.backend
         )
