@@ -11,3 +11,53 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 @pytest.fixture
 def rng():
     return np.random.default_rng(20260514)
+
+
+class BackendCase:
+    """A backend under test: its name and how to move arrays to and from its device."""
+
+    def __init__(self, name):
+        self.name = name
+        self.on_gpu = name == "cupy"
+
+    def put(self, *arrays, dtype=np.float64):
+        """The arrays on this backend's device with ``dtype`` (None stays None)."""
+        if self.on_gpu:
+            import cupy
+
+            return [None if a is None else cupy.asarray(a, dtype=dtype) for a in arrays]
+        return [None if a is None else np.asarray(a, dtype=dtype) for a in arrays]
+
+    def get(self, a):
+        """A float64 NumPy copy of a result."""
+        if self.on_gpu:
+            a = a.get()
+        return np.asarray(a, dtype=np.float64)
+
+    def __repr__(self):
+        return self.name
+
+
+def _gpu_present():
+    from wgfsim.backend import cupy_status
+
+    return cupy_status()[0]
+
+
+@pytest.fixture(
+    params=[
+        "numpy",
+        "numba",
+        "cuda-emulated",
+        pytest.param("cupy", marks=[pytest.mark.gpu, pytest.mark.skipif(not _gpu_present(), reason="needs CuPy and a visible NVIDIA GPU")]),
+    ]
+)
+def backend(request):
+    """Every backend of the primitives: the dense reference, Numba, the CUDA kernels emulated on the CPU (g++), CuPy on a GPU."""
+    if request.param == "cuda-emulated":
+        from cuda_emulation import backend as emulated, compiler_available
+
+        if not compiler_available():
+            pytest.skip("no C++ compiler to emulate the CUDA kernels")
+        emulated.register()
+    return BackendCase(request.param)

@@ -14,7 +14,8 @@ sums, mean shifts, Sinkhorn softmins and geometric-mean plans are all calls
 of these with different offsets ``g``.
 
 Backends: ``numpy`` (dense float64 reference), ``numba`` (fused CPU kernel),
-``cupy`` (fused CUDA kernels); ``auto`` picks from the array type.
+``cupy`` (fused CUDA kernels), or any other record of
+:mod:`wgfsim.backend`'s registry; ``auto`` picks from the array type.
 """
 
 from __future__ import annotations
@@ -23,26 +24,17 @@ import math
 
 import numpy as np
 
+from .. import backend as _backends
 from ..backend import resolve_backend
-from . import cpu, dense
 
 __all__ = ["lse_bary", "lse_shift", "lse", "lse_cols", "distance_sums", "COSTS"]
 
 COSTS = ("sqeuclidean", "euclidean")
 
 
-def _gpu():
-    from . import gpu  # imported lazily: CuPy is optional
-
-    return gpu
-
-
-# backend name -> implementation of lse_shift(x, y, g, eps, cost, exclude_diagonal, unit, with_shift)
-_IMPLEMENTATIONS = {
-    "numpy": lambda *a: dense.lse_shift(*a),
-    "numba": lambda *a: cpu.lse_shift(*a),
-    "cupy": lambda *a: _gpu().lse_shift(*a),
-}
+def _kernels(backend, *arrays):
+    """The implementation module of the backend resolved for ``arrays`` (its registry record says which)."""
+    return _backends.get(resolve_backend(backend, *arrays)).implementation()
 
 
 def _check(x, y, g, eps, cost, exclude_diagonal):
@@ -72,22 +64,14 @@ def lse_shift(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, 
     when the points sit far from the origin.
     """
     _check(x, y, g, eps, cost, exclude_diagonal)
-    impl = _IMPLEMENTATIONS[resolve_backend(backend, x, y)]
+    impl = _kernels(backend, x, y).lse_shift
     return impl(x, y, g, float(eps), cost, bool(exclude_diagonal), bool(unit), True)
-
-
-# backend name -> implementation of distance_sums(x, y)
-_DISTANCE_SUMS = {
-    "numpy": lambda x, y: dense.distance_sums(x, y),
-    "numba": lambda x, y: cpu.distance_sums(x, y),
-    "cupy": lambda x, y: _gpu().distance_sums(x, y),
-}
 
 
 def distance_sums(x, y, *, backend="auto"):
     """Row sums of Euclidean distances ``sum_j |x_i - y_j|`` (N,), for the energy distance."""
     _check(x, y, None, 1.0, "euclidean", False)
-    return _DISTANCE_SUMS[resolve_backend(backend, x, y)](x, y)
+    return _kernels(backend, x, y).distance_sums(x, y)
 
 
 def lse_bary(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, backend="auto"):
@@ -99,7 +83,7 @@ def lse_bary(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, b
 def lse(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, backend="auto"):
     """Row log-sum-exp alone (N,): ``log sum_j exp(g_j - c(x_i, y_j)/eps)``."""
     _check(x, y, g, eps, cost, exclude_diagonal)
-    impl = _IMPLEMENTATIONS[resolve_backend(backend, x, y)]
+    impl = _kernels(backend, x, y).lse_shift
     return impl(x, y, g, float(eps), cost, bool(exclude_diagonal), False, False)[0]
 
 

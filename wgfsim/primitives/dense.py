@@ -37,6 +37,8 @@ def lse_shift(x, y, g, eps, cost="sqeuclidean", exclude_diagonal=False, unit=Fal
     Returns ``lse`` (N,) and, if ``with_shift``, ``shift`` (N, d):
     ``lse_i = log sum_j exp(g_j - c(x_i, y_j)/eps)`` and
     ``shift_i = sum_j softmax_j(...) (y_j - x_i)`` (unit vectors if ``unit``).
+    A row whose every logit is -inf gets ``lse = -inf`` and ``shift = 0``; a
+    NaN logit (a NaN in x_i, y_j or g_j) makes its row NaN, never "empty".
     """
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
@@ -55,19 +57,21 @@ def lse_shift(x, y, g, eps, cost="sqeuclidean", exclude_diagonal=False, unit=Fal
         if exclude_diagonal:
             rows = np.arange(start, stop)
             logits[rows - start, rows] = -np.inf
-        mx = logits.max(axis=1, keepdims=True)  # (c, 1)
-        finite = np.isfinite(mx[:, 0])
-        mx_safe = np.where(np.isfinite(mx), mx, 0.0)
-        w = np.exp(logits - mx_safe)  # (c, M)
+        mx = logits.max(axis=1, keepdims=True)  # (c, 1); NaN if any logit of the row is NaN
+        empty = mx[:, 0] == -np.inf  # (c,) no admissible column
+        mx_safe = np.where(empty[:, None], 0.0, mx)  # NaN stays NaN and spreads to the row
+        with np.errstate(invalid="ignore"):  # +inf offsets: inf - inf, NaN as in the kernels
+            w = np.exp(logits - mx_safe)  # (c, M)
         s = w.sum(axis=1)  # (c,)
         with np.errstate(divide="ignore"):
-            lse[start:stop] = np.where(finite, np.log(s) + mx_safe[:, 0], -np.inf)
+            lse[start:stop] = np.where(empty, -np.inf, np.log(s) + mx_safe[:, 0])
         if with_shift:
             if unit:
                 norm = np.sqrt(dist2)
                 diff = np.divide(diff, norm[..., None], out=np.zeros_like(diff), where=norm[..., None] > 0)
             num = np.einsum("cm,cmd->cd", w, diff)  # (c, d)
-            shift[start:stop] = np.divide(num, s[:, None], out=np.zeros_like(num), where=s[:, None] > 0)
+            with np.errstate(invalid="ignore"):
+                shift[start:stop] = np.where(empty[:, None], 0.0, num / np.where(empty, 1.0, s)[:, None])
     return lse, shift
 
 

@@ -14,7 +14,9 @@
 // Layouts: x (N, d), y (M, d) row-major contiguous; g (M,); lse (N,);
 // shift (N, d).  Semantics follow wgfsim/primitives/cpu.py exactly: a row whose
 // every column is excluded (-inf offsets or the masked diagonal) gets
-// lse = -inf and shift = 0; extreme logits saturate, never NaN.
+// lse = -inf and shift = 0; extreme logits saturate, never NaN; a NaN in a
+// point or an offset gives NaN (never an "empty row"): a NaN logit makes its
+// weight, hence the row's sum, NaN, and the row's results follow.
 
 namespace wgf {
 
@@ -49,6 +51,25 @@ struct Num<float> {
   static __device__ __forceinline__ float lse(float m, float s) {  // back to natural log
     return (m + log2f(s)) * 0.69314718055994531f;
   }
+  // an offset in the logits' base.  |g| > FLT_MAX / log2(e) ~ 2.36e38 overflows there: NaN
+  // (the row's result says the input is out of range) rather than an infinite weight or zero
+  static __device__ __forceinline__ float offset(float g) {
+    const float s = g * kLogScale;
+    return (fabsf(s) == __int_as_float(0x7f800000) && fabsf(g) != __int_as_float(0x7f800000)) ? __int_as_float(0x7fc00000) : s;
+  }
+  // |v|^(1/2) (the euclidean cost) and, when `unit`, 1/|v|^(1/2) (0 at v = 0), from one
+  // reciprocal square root: v * rsqrt(v) takes one special-function instruction, not two
+  static __device__ __forceinline__ void norm(float v, float& core, float& inv) {
+#ifdef __CUDA_ARCH__
+    float r;
+    asm("rsqrt.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
+#else
+    const float r = 1.0f / sqrtf(v);
+#endif
+    // ftz: a subnormal |v|^2 counts as a coincident point (rsqrt(0) = inf, and 0 * inf is NaN)
+    inv = v >= 1.17549435e-38f ? r : 0.0f;
+    core = v * inv;
+  }
   static __device__ __forceinline__ float root(float v) {  // sqrt(v), v >= 0; 0 -> 0
 #ifdef __CUDA_ARCH__
     float r;
@@ -76,10 +97,16 @@ struct Num<double> {
   static __device__ __forceinline__ double mad(double a, double b, double c) { return ::fma(a, b, c); }
   static __device__ __forceinline__ double ex(double t) { return exp(t); }
   static __device__ __forceinline__ double lse(double m, double s) { return m + log(s); }
+  static __device__ __forceinline__ double offset(double g) { return g; }
   static __device__ __forceinline__ double root(double v) { return sqrt(v); }
   static __device__ __forceinline__ double inv_norm(double v) {  // as cpu.py: 1/|v| if |v| > 0 else 0
     const double nrm = sqrt(v);
     return nrm > 0.0 ? 1.0 / nrm : 0.0;
+  }
+  // float64 keeps the correctly rounded sqrt (and divides only when `unit` needs 1/|v|)
+  static __device__ __forceinline__ void norm(double v, double& core, double& inv) {
+    core = sqrt(v);
+    inv = core > 0.0 ? 1.0 / core : 0.0;
   }
 };
 
@@ -96,7 +123,8 @@ struct alignas((P * sizeof(T)) >= 16 ? 16 : (P * sizeof(T))) Col {
   T v[P];
 };
 
-// fmax is one FMNMX instruction (a compare and a select otherwise); no NaN reaches it
+// fmax is one FMNMX instruction (a compare and a select otherwise).  It skips a NaN
+// logit, which is then carried by the sums instead: exp(NaN - m) = NaN
 __device__ __forceinline__ float max2(float a, float b) { return fmaxf(a, b); }
 __device__ __forceinline__ double max2(double a, double b) { return fmax(a, b); }
 
@@ -134,6 +162,13 @@ __device__ __forceinline__ void kahan_add(T& sum, T& comp, const T v) {
 // columns and across the blocks of a tile, compensated (Kahan) across tiles, so
 // the float32 rounding error is about (K + TILE/K) u, independent of M, instead
 // of M u.
+//
+// Column split (gridDim.y > 1, when N alone gives too few blocks to fill the
+// device): block (bx, by) reduces its rows over the by-th of gridDim.y
+// contiguous, tile-aligned column ranges and writes the partial triple
+// (reference m, sum s, displacement sum a) of each row to `part`, laid out
+// (gridDim.y, N, 2 + D) as [m, s, a_0 .. a_{D-1}]; lse_shift_combine merges
+// them.  With gridDim.y == 1 the block writes lse and shift directly.
 // ---------------------------------------------------------------------------
 template <typename T, int D, bool SQ, bool EXCL, bool UNIT, bool SHIFT, int R, int K, int TILE, int BLOCK, bool LAZY>
 __global__ void __launch_bounds__(BLOCK)
@@ -143,7 +178,8 @@ lse_shift_fast(const T* __restrict__ x,    // (N, D)
                const int n, const int m,
                const T c,                  // logit = kLogScale*g - c * cost_core, c = kLogScale/eps (x 1/2 for SQ)
                T* __restrict__ lse_out,    // (N,)
-               T* __restrict__ shift_out)  // (N, D); not touched unless SHIFT
+               T* __restrict__ shift_out,  // (N, D); not touched unless SHIFT
+               T* __restrict__ part)       // (gridDim.y, N, 2 + D) partial triples; only if gridDim.y > 1
 {
   static_assert(TILE % K == 0, "TILE must be a multiple of K");
   constexpr int P = Pad<D>::value;
@@ -176,8 +212,13 @@ lse_shift_fast(const T* __restrict__ x,    // (N, D)
     }
   }
 
-  for (int j0 = 0; j0 < m; j0 += TILE) {
-    const int cols = (m - j0) < TILE ? (m - j0) : TILE;
+  // this block's columns [jb, je): whole tiles, the last range possibly shorter
+  const int tiles = (m + TILE - 1) / TILE;
+  const int per = (tiles + (int)gridDim.y - 1) / (int)gridDim.y;  // tiles per column range
+  const int jb = (int)blockIdx.y * per * TILE;
+  const int je = (m - jb) < per * TILE ? m : jb + per * TILE;
+  for (int j0 = jb; j0 < je; j0 += TILE) {
+    const int cols = (je - j0) < TILE ? (je - j0) : TILE;
     __syncthreads();  // the previous tile is consumed by every thread
     // coalesced: consecutive threads read consecutive elements of y's (cols*D) block
     for (int e = threadIdx.x; e < TILE * D; e += blockDim.x) {
@@ -186,7 +227,7 @@ lse_shift_fast(const T* __restrict__ x,    // (N, D)
     }
     // padding columns get offset -inf: weight exactly 0, no branch in the inner loop
     for (int col = threadIdx.x; col < TILE; col += blockDim.x)
-      tile[col].v[D] = col < cols ? g[j0 + col] * N_::kLogScale : ninf;
+      tile[col].v[D] = col < cols ? N_::offset(g[j0 + col]) : ninf;
     __syncthreads();
 
     T ts[R], tacc[R][D];  // this tile's sums, relative to the same running max
@@ -215,10 +256,15 @@ lse_shift_fast(const T* __restrict__ x,    // (N, D)
             if constexpr (kStore) dv[r][k][q] = t;
           }
           T core;
-          if constexpr (SQ) core = d2;
-          else core = N_::root(d2);
+          if constexpr (SQ) {
+            core = d2;
+            if constexpr (UNIT) un[r][k] = N_::inv_norm(d2);
+          } else {
+            T inv;
+            N_::norm(d2, core, inv);
+            if constexpr (UNIT) un[r][k] = inv;
+          }
           l[r][k] = N_::mad(-c, core, cv.v[D]);
-          if constexpr (UNIT) un[r][k] = N_::inv_norm(d2);
         }
       }
       if constexpr (EXCL) {
@@ -302,14 +348,66 @@ lse_shift_fast(const T* __restrict__ x,    // (N, D)
   for (int r = 0; r < R; ++r) {
     const int row = rows[r];
     if (row >= n) continue;
-    // total >= 1 as soon as one logit is finite (the max contributes exp(0)); 0: empty row
+    // total >= 1 as soon as one logit is finite (the max contributes exp(0)); 0: empty
+    // row; NaN (a NaN logit): NaN results, through lse(m, NaN) and the division
     const T total = s[r] - cs[r];
-    const bool any = total > T(0);
-    lse_out[row] = any ? N_::lse(mx[r], total) : ninf;
+    if (gridDim.y > 1) {
+      T* __restrict__ p = part + ((long long)blockIdx.y * n + row) * (2 + D);
+      p[0] = mx[r];
+      p[1] = total;
+#pragma unroll
+      for (int q = 0; q < D; ++q) p[2 + q] = acc[r][q] - cacc[r][q];
+      continue;
+    }
+    const bool empty = total == T(0);
+    lse_out[row] = empty ? ninf : N_::lse(mx[r], total);
     if constexpr (SHIFT) {
 #pragma unroll
       for (int q = 0; q < D; ++q)
-        shift_out[(long long)row * D + q] = any ? (acc[r][q] - cacc[r][q]) / total : T(0);
+        shift_out[(long long)row * D + q] = empty ? T(0) : (acc[r][q] - cacc[r][q]) / total;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Merge the partial triples of a column split (see lse_shift_fast): one thread
+// per row, over the S = `splits` ranges,
+//   m* = max_s m_s,  total = sum_s 2^(m_s - m*) s_s  (e^ in float64),
+//   lse = m* + log(total),  shift = sum_s 2^(m_s - m*) a_s / total.
+// A range with no admissible column has (m, s) = (-inf, 0) and weighs 0; a
+// NaN sum anywhere gives NaN, as in the unsplit kernel.  D = 0: run-time d.
+// ---------------------------------------------------------------------------
+template <typename T, int D, bool SHIFT>
+__global__ void lse_shift_combine(const T* __restrict__ part,  // (splits, N, 2 + d)
+                                  const int n, const int splits, const int d,
+                                  T* __restrict__ lse_out,     // (N,)
+                                  T* __restrict__ shift_out)   // (N, d)
+{
+  using N_ = Num<T>;
+  const T ninf = N_::neg_inf();
+  const int dd = D > 0 ? D : d;
+  const int row = blockIdx.x * blockDim.x + threadIdx.x;
+  if (row >= n) return;
+  const long long stride = (long long)n * (2 + dd);  // between two ranges of one row
+  const T* __restrict__ p = part + (long long)row * (2 + dd);
+  T top = ninf;
+  for (int k = 0; k < splits; ++k) top = max2(top, p[k * stride]);
+  if (top == ninf) {  // no range saw an admissible column (or their sums are NaN)
+    T total = T(0);
+    for (int k = 0; k < splits; ++k) total += p[k * stride + 1];
+    lse_out[row] = total == T(0) ? ninf : total - total;  // 0 + NaN = NaN
+    if constexpr (SHIFT)
+      for (int q = 0; q < dd; ++q) shift_out[(long long)row * dd + q] = total == T(0) ? T(0) : total - total;
+    return;
+  }
+  T total = T(0);
+  for (int k = 0; k < splits; ++k) total += N_::ex(p[k * stride] - top) * p[k * stride + 1];
+  lse_out[row] = N_::lse(top, total);
+  if constexpr (SHIFT) {
+    for (int q = 0; q < dd; ++q) {
+      T a = T(0);
+      for (int k = 0; k < splits; ++k) a = N_::mad(N_::ex(p[k * stride] - top), p[k * stride + 2 + q], a);
+      shift_out[(long long)row * dd + q] = a / total;
     }
   }
 }
@@ -319,8 +417,11 @@ lse_shift_fast(const T* __restrict__ x,    // (N, D)
 //
 // One row per thread; columns are read straight from global memory (every
 // lane of a warp reads the same column, so each load is one broadcast served
-// by L1/L2), so shared memory never limits d.  Distances loop over all d at
-// run time; the displacement sums cover the coordinate slice [k0, k0 + ds),
+// by L1/L2), so shared memory never limits d.  Distances loop over d at run
+// time, S coordinates at a time: that chunk of x_i is loaded into registers
+// once per register block of K columns (not once per pair and coordinate: the
+// row's loads are a thread's own, not broadcasts, and would cost as much as
+// the columns'); the displacement sums cover the coordinate slice [k0, k0 + ds),
 // ds <= S, held in registers: gpu.py launches ceil(d/S) passes for the shift
 // (each recomputes the logits; lse is written identically by every pass).
 // ---------------------------------------------------------------------------
@@ -361,22 +462,42 @@ lse_shift_generic(const T* __restrict__ x,    // (N, d)
     for (int c0 = 0; c0 < cols; c0 += K) {
       T l[K];
       T un[UNIT ? K : 1];
+      T d2[K];
+#pragma unroll
+      for (int k = 0; k < K; ++k) d2[k] = T(0);
+      for (int q0 = 0; q0 < d; q0 += S) {
+        T xc[S];  // x_i's coordinates q0 .. q0+S-1, once for the K columns
+#pragma unroll
+        for (int q = 0; q < S; ++q) xc[q] = q0 + q < d ? xi[q0 + q] : T(0);
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          const int j = j0 + c0 + k;
+          const long long jc = j < m ? j : m - 1;  // clamped read; the column is masked below
+          const T* __restrict__ yj = y + jc * d + q0;
+#pragma unroll
+          for (int q = 0; q < S; ++q) {
+            if (q0 + q < d) {
+              const T t = __ldg(yj + q) - xc[q];
+              d2[k] = N_::mad(t, t, d2[k]);
+            }
+          }
+        }
+      }
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int j = j0 + c0 + k;
-        const long long jc = j < m ? j : m - 1;  // clamped read; the column is masked below
-        const T* __restrict__ yj = y + jc * d;
-        T d2 = T(0);
-        for (int q = 0; q < d; ++q) {
-          const T t = __ldg(yj + q) - xi[q];
-          d2 = N_::mad(t, t, d2);
-        }
+        const long long jc = j < m ? j : m - 1;
         T core;
-        if constexpr (SQ) core = d2;
-        else core = N_::root(d2);
+        if constexpr (SQ) {
+          core = d2[k];
+          if constexpr (UNIT) un[k] = N_::inv_norm(d2[k]);
+        } else {
+          T inv;
+          N_::norm(d2[k], core, inv);
+          if constexpr (UNIT) un[k] = inv;
+        }
         const bool masked = (j >= m) || (EXCL && j == row);
-        l[k] = masked ? ninf : N_::mad(-c, core, __ldg(g + jc) * N_::kLogScale);
-        if constexpr (UNIT) un[k] = N_::inv_norm(d2);
+        l[k] = masked ? ninf : N_::mad(-c, core, N_::offset(__ldg(g + jc)));
       }
       T tm = l[0];
 #pragma unroll
@@ -418,12 +539,12 @@ lse_shift_generic(const T* __restrict__ x,    // (N, d)
 
   if (row >= n) return;
   const T total = s - cs;
-  const bool any = total > T(0);
-  lse_out[row] = any ? N_::lse(mx, total) : ninf;
+  const bool empty = total == T(0);  // NaN (a NaN logit) is not empty: NaN results
+  lse_out[row] = empty ? ninf : N_::lse(mx, total);
   if constexpr (SHIFT) {
 #pragma unroll
     for (int q = 0; q < S; ++q)
-      if (q < ds) shift_out[(long long)row * d + k0 + q] = any ? (acc[q] - cacc[q]) / total : T(0);
+      if (q < ds) shift_out[(long long)row * d + k0 + q] = empty ? T(0) : (acc[q] - cacc[q]) / total;
   }
 }
 
