@@ -9,6 +9,8 @@ or a file for ``wgfsim validate``, which must exit with code 2).
 
 from __future__ import annotations
 
+import wgfsim
+
 VALID = """\
 name = "case"
 
@@ -55,7 +57,7 @@ def _append(extra: str) -> str:
     return VALID + "\n" + extra
 
 
-FLOWS = "kl_kde, kl_kde_wgf, mmd, sinkhorn, sinkhorn_proxy, drift_da2, sliced, w2_exact"
+FLOWS = ", ".join(wgfsim.flows.names())  # the registry, so a new flow changes no test
 RUN_KEYS = "methods, steps, step_size, record_every, seeds, backend, dtype, minibatch, record_velocity"
 
 CASES: list[tuple[str, str, str]] = [

@@ -16,7 +16,7 @@ import pytest
 
 import wgfsim
 from wgfsim import analysis, analytic, runner, scenario
-from wgfsim.store import RunStore, open_run
+from wgfsim.io import RunStore, open_run
 
 # ---------------------------------------------------------------- half-times on synthetic runs
 

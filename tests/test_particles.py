@@ -104,7 +104,7 @@ def test_minibatches_are_fresh_draws_without_replacement():
 def test_kernel_flows_stall_and_transport_flows_move_mass_between_distant_modes(tmp_path):
     """Gretton et al. Section 3.3 measured: separation 6, mode std 0.1, 20/80 -> 50/50 in 1000 steps."""
     from wgfsim import runner, scenario
-    from wgfsim.store import open_run
+    from wgfsim.io import open_run
 
     sc = scenario.load(
         "scenarios/two_modes_transfer.toml",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from wgfsim import runner, scenario
-from wgfsim.store import open_run
+from wgfsim.io import open_run
 
 SCENARIO = """
 name = "both"

@@ -21,7 +21,7 @@ import pytest
 import xarray as xr
 
 from wgfsim import scenario, sweep
-from wgfsim.store import RunStore, open_run
+from wgfsim.io import RunStore, open_run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -122,6 +122,7 @@ def test_executors_are_a_registry():
 def _fake_point_file(path, coords, *, n_records, value, n=8, failed=None):
     """A point file as the runner writes it: one run, mode_mass = value + record index / 100."""
     rng = np.random.default_rng(0)
+    sep = coords.get("target.separation", 2.0)
     store = RunStore.create(
         path,
         run_coords={k: [v] for k, v in coords.items()},
@@ -131,18 +132,13 @@ def _fake_point_file(path, coords, *, n_records, value, n=8, failed=None):
         target=rng.normal(size=(n, 1)),
         reference=rng.normal(size=(n, 1)),
         attrs={"scenario": "fake", "step_size": 0.5},
+        mode_centres=[[-sep / 2], [sep / 2]],
+        target_mode_mass=[0.5, 0.5],
     )
     for k in range(n_records):
         m = value + k / 100
         store.write_record(0, k, {"step": 2 * k, "t": k * 1.0, "position": np.full((n, 1), m), "mode_mass": [m, 1 - m]})
-    sep = coords.get("target.separation", 2.0)
-    return store.finish(
-        {
-            "target_mode_mass": json.dumps([0.5, 0.5]),
-            "mode_centres": json.dumps([[-sep / 2], [sep / 2]]),
-            "failed_runs": json.dumps(failed or {}),
-        }
-    )
+    return store.finish({"failed_runs": json.dumps(failed or {})})
 
 
 def test_open_sweep_grid_config_ties_and_missing_points(tmp_path):
@@ -170,7 +166,12 @@ def test_open_sweep_grid_config_ties_and_missing_points(tmp_path):
     for key, value in (("method", "particles"), ("seed", 0)):  # one value over the sweep: a scalar coordinate
         assert ds[key].ndim == 0 and ds[key].values.item() == value
     np.testing.assert_array_equal(ds["step"].values, [0, 2, 4])
-    np.testing.assert_allclose(ds["t"].values, [0.0, 1.0, 2.0])
+    # t is stored per run and record (step * step_size here): NaN only where a point has no such record
+    t = ds["t"].values  # (config, target.separation, time)
+    assert t.shape == ds["mode_mass"].shape[:3]
+    have = np.isfinite(t)
+    np.testing.assert_allclose(t[have], np.broadcast_to([0.0, 1.0, 2.0], t.shape)[have])
+    assert have.sum() == 3 * (len(planned) - 1) - 1  # one point never ran, the diverged one lacks its last record
     # every present point reads back its own values at the right grid cell
     for pp in planned:
         cell = ds.sel({"config": pp.coords["flow"] + (f" bandwidth={pp.coords['bandwidth']}" if "bandwidth" in pp.coords else ""),

@@ -23,11 +23,11 @@ __all__ = ["velocity", "energy", "Field", "flows", "primitives", "analytic", "ls
 def __getattr__(name):
     # the readers pull in h5py and xarray: imported on first use, not with the package
     if name == "open_run":
-        from .store import open_run
+        from .io import open_run
 
         return open_run
     if name == "open_sweep":
-        from .sweep import open_sweep
+        from .io import open_sweep
 
         return open_sweep
     raise AttributeError(f"module 'wgfsim' has no attribute {name!r}")

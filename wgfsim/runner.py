@@ -7,10 +7,16 @@ and the last step).  At a record step ``k`` the record holds the positions
 reference sample; then the Euler step (or the generator's drift-regression
 step) is taken.
 
+The loop is the same for every method (:mod:`wgfsim.methods`): it never
+asks which one it drives.  Each run's full flow options (defaults included)
+and method settings are written into the file (``flow_params``,
+``method_params``), with ``t`` for every record, the target's mode centres
+and masses: a reader needs nothing else (:mod:`wgfsim.io.schema`).
+
 Crash safety: before each record the run's full state (positions in full
 precision, every RNG, the flow's carried state such as Sinkhorn potentials,
-the generator's parameters and Adam moments) is pickled atomically to
-``NAME.ckpt/run<r>.pkl``, so ``--resume`` continues a killed run from its
+the generator's parameters and Adam moments) is saved atomically to
+``NAME.ckpt/run<r>.npz`` (:mod:`wgfsim.io.checkpoint`, no pickle), so ``--resume`` continues a killed run from its
 last record and produces the same file as an uninterrupted run (bit for bit
 on the CPU: every random draw comes from a seeded stream and the kernels are
 deterministic).
@@ -23,10 +29,9 @@ minibatches and latents, ``[s, 4]`` energy estimates; the target sample uses
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import pathlib
-import pickle
 import shutil
 import sys
 from dataclasses import dataclass
@@ -36,19 +41,18 @@ from tqdm.auto import tqdm
 
 from . import metrics, particles
 from .backend import array_module, to_numpy
-from .flows import Field, get as get_flow
-from .generator import train as gen_train
-from .generator.mlp import MLPConfig
+from .flows import Field, get as get_flow, make_params
+from .io import checkpoint
+from .io.schema import SCALAR_METRICS
+from .io.writer import RunStore
+from .methods import get as get_method
+from .methods._common import rng as _rng
 from .scenario import RunPoint, Scenario, ScenarioError, expand
-from .store import RunStore
 
 __all__ = ["run_scenario", "run_points", "output_path"]
 
-_SCALAR_METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2")
-
-
-def _rng(*words) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(w) for w in words]))
+# metrics of (x, reference) computed by wgfsim.metrics.compute
+_PAIR_METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2")
 
 
 @dataclass
@@ -76,137 +80,6 @@ def output_path(sc: Scenario, out_dir) -> pathlib.Path:
     return pathlib.Path(out_dir) / f"{sc.name}.h5"
 
 
-# ---------------------------------------------------------------- methods
-class _Particles:
-    """The particle method: Euler steps of the flow (wgfsim.particles)."""
-
-    name = "particles"
-
-    def __init__(self, sc, point, data, xp, dtype):
-        self.sc, self.point, self.xp, self.dtype = sc, point, xp, dtype
-        self.target = xp.asarray(data.target, dtype=dtype)
-
-    def start(self):
-        x0 = self.point.init.build().sample(self.point.init.n, _rng(self.point.seed, 1))
-        field = Field(self.point.flow, rng=_rng(self.point.seed, 2), backend=self.sc.run.backend, **self.point.params)
-        return particles.init(self.xp.asarray(x0, dtype=self.dtype), field, _rng(self.point.seed, 3))
-
-    def snapshot(self, state):
-        return {"x": to_numpy(state.x), "step": state.step, "rng": state.rng, "field_rng": state.field.ctx.rng, "field_state": _host(state.field.ctx.state)}
-
-    def restore(self, snap):
-        state = self.start()
-        state.x = self.xp.asarray(snap["x"], dtype=self.dtype)
-        state.step = snap["step"]
-        state.rng = snap["rng"]
-        state.field.ctx.rng = snap["field_rng"]
-        state.field.ctx.state.update(_device(snap["field_state"], self.xp))
-        return state
-
-    def evaluate(self, state, is_record=True):
-        """Positions, the velocity there, and what else the record holds."""
-        v = particles.velocity(state, self.target, self.sc.run.minibatch)
-        return state.x, v, {}
-
-    def advance(self, state, v):
-        return particles.advance(state, v, self.sc.run.step_size)
-
-    def t(self, step):
-        return step * self.sc.run.step_size
-
-
-class _Generator:
-    """The amortized method: a one-step generator trained by drifting regression (wgfsim.generator)."""
-
-    name = "generator"
-
-    def __init__(self, sc, point, data, xp, dtype):
-        self.sc, self.point, self.xp, self.dtype = sc, point, xp, dtype
-        spec = sc.generator
-        if spec is None:
-            raise ScenarioError(f"{sc.source}: generator: method 'generator' needs a [generator] table")
-        self.cfg = gen_train.TrainConfig(
-            mlp=MLPConfig(out_dim=data.target.shape[1], latent_dim=spec.latent_dim, width=spec.width, depth=spec.depth, activation=spec.activation),
-            learning_rate=spec.learning_rate,
-            inner_steps=spec.inner_steps,
-            batch_size=spec.batch_size,
-            drift_step=spec.drift_step,
-            minibatch=sc.run.minibatch,
-            lr_schedule=spec.lr_schedule,
-            total_steps=sc.run.steps,
-            ema_decay=spec.ema_decay,
-        )
-        self.data = data
-        # a fixed evaluation latent set: records are comparable step to step
-        n_eval = spec.eval_n or point.init.n
-        self.z_eval = xp.asarray(_rng(point.seed, 1).standard_normal((n_eval, spec.latent_dim)), dtype=dtype)
-        self.target = xp.asarray(data.target, dtype=dtype)
-        self.pending_loss = np.nan
-
-    def _field(self):
-        return Field(self.point.flow, rng=_rng(self.point.seed, 2), backend=self.sc.run.backend, **self.point.params)
-
-    def start(self):
-        return gen_train.init(self.cfg, self.data.target, self._field(), _rng(self.point.seed, 3), xp=self.xp, dtype=self.dtype)
-
-    def snapshot(self, state):
-        return {"checkpoint": gen_train.checkpoint(state), "step": state.step}
-
-    def restore(self, snap):
-        return gen_train.restore(snap["checkpoint"], self.cfg, self.data.target, self._field(), xp=self.xp)
-
-    def evaluate(self, state, is_record=True):
-        # the samples on the evaluation latents are only needed for records (a forward pass of eval_n)
-        x = gen_train.samples(state, self.z_eval) if is_record else None
-        return x, None, {}
-
-    def advance(self, state, v):
-        state, loss = gen_train.step(state, self.cfg)
-        return state, loss
-
-    def t(self, step):
-        return step * self.cfg.drift_step
-
-
-METHODS = {"particles": _Particles, "generator": _Generator}
-
-
-def _host(state: dict) -> dict:
-    """The flow's carried state with arrays copied to the host (picklable everywhere)."""
-    out = {}
-    for k, v in state.items():
-        out[k] = tuple(None if a is None else to_numpy(a) for a in v) if isinstance(v, tuple) else v
-    return out
-
-
-def _device(state: dict, xp) -> dict:
-    out = {}
-    for k, v in state.items():
-        out[k] = tuple(None if a is None else xp.asarray(a) for a in v) if isinstance(v, tuple) else v
-    return out
-
-
-# ---------------------------------------------------------------- checkpoints
-def _ckpt_dir(path: pathlib.Path) -> pathlib.Path:
-    return path.with_name(path.name[: -len(".h5")] + ".ckpt")
-
-
-def _save(path: pathlib.Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as fh:
-        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)  # atomic: a kill leaves the old checkpoint or the new one
-
-
-def _load(path: pathlib.Path):
-    if not path.exists():
-        return None
-    with open(path, "rb") as fh:
-        return pickle.load(fh)
-
-
 # ---------------------------------------------------------------- the loop
 def _record_steps(steps: int, every: int) -> list[int]:
     rec = list(range(0, steps + 1, every))
@@ -215,9 +88,19 @@ def _record_steps(steps: int, every: int) -> list[int]:
     return rec
 
 
+def _stored_metrics(sc: Scenario, points: list[RunPoint]) -> tuple[str, ...]:
+    """The scalar metrics the file stores: those asked for, plus the generator's loss when it runs."""
+    names = set(sc.metrics.names)
+    if not any(get_flow(p.flow).energy is not None for p in points):
+        names.discard("energy")
+    if any(p.method == "generator" for p in points):
+        names.add("loss")
+    return tuple(m for m in SCALAR_METRICS if m in names)
+
+
 def _metrics(sc: Scenario, point: RunPoint, data: _Data, x, v, step: int) -> dict:
     names = sc.metrics.names
-    scalar = [n for n in names if n in _SCALAR_METRICS]
+    scalar = [n for n in names if n in _PAIR_METRICS]
     options = {"w2": {"max_points": sc.metrics.w2_max_points}}
     if sc.metrics.sinkhorn_epsilon is not None:
         options["sinkhorn"] = {"epsilon": sc.metrics.sinkhorn_epsilon}
@@ -234,56 +117,55 @@ def _metrics(sc: Scenario, point: RunPoint, data: _Data, x, v, step: int) -> dic
     return out
 
 
-def _run_one(sc, point, r, store, data, xp, dtype, ckdir, bar) -> str | None:
+def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
     """Run point ``r`` (resuming from its checkpoint); returns an error message if the run failed."""
-    method = METHODS[point.method](sc, point, data, xp, dtype)
-    ck_path = ckdir / f"run{r}.pkl"
-    snap = _load(ck_path)
-    if snap is not None and snap.get("done"):
+    ck_path = ckdir / f"run{r}.npz"
+    snap = checkpoint.load(ck_path)
+    if snap is not None and "done" in snap:
         bar.update(sc.run.steps)
-        return snap.get("error")
-    state = method.restore(snap["state"]) if snap is not None else method.start()
-    step = snap["state"]["step"] if snap is not None else 0
+        error = str(snap.get("error", ""))
+        return error or None
+    state = method.restore(snap) if snap is not None else method.init()
+    step = int(np.asarray(snap["step"])) if snap is not None else 0
     record_at = _record_steps(sc.run.steps, sc.run.record_every)
     bar.update(step)
     n_store = store.n_particles
+    stored = set(store.metrics)
     while True:
         is_record = step in record_at
         if is_record:
-            _save(ck_path, {"state": method.snapshot(state)})
+            checkpoint.save(ck_path, method.snapshot(state))
         try:
-            x, v, extra = method.evaluate(state, is_record)
+            v = method.evaluate(state)
             if is_record:
-                rec = _metrics(sc, point, data, x, v, step)
-                rec.update(step=step, t=method.t(step), position=_pad(to_numpy(x), n_store), **extra)
-                if v is not None and sc.run.record_velocity:
-                    rec["velocity"] = _pad(to_numpy(v), n_store)
-                if point.method == "generator":
-                    rec["velocity_rms"] = np.nan  # filled below from the drift step at these parameters
+                x, v_rec, extra = method.record(state, v)
+                rec = _metrics(sc, point, data, x, v_rec, step)
+                rec.update(extra)
+                rec.update(step=step, t=method.t(step), position=_pad(to_numpy(x), n_store))
+                if v_rec is not None and sc.run.record_velocity:
+                    rec["velocity"] = _pad(to_numpy(v_rec), n_store)
             if step == sc.run.steps:
                 if is_record:
-                    if point.method == "generator":  # no step follows: evaluate the drift without one
-                        rec["loss"], rec["velocity_rms"] = gen_train.drift_loss(state, method.cfg)
-                    store.write_record(r, record_at.index(step), rec)
+                    rec.update(method.final(state))
+                    store.write_record(r, record_at.index(step), _keep(rec, stored))
                 break
-            result = method.advance(state, v)
-            if point.method == "generator":
-                state, loss = result
-                if is_record:
-                    rec["loss"] = loss
-                    rec["velocity_rms"] = state.velocity_rms
-            else:
-                state = result
+            state, extra = method.advance(state, v)
             if is_record:
-                store.write_record(r, record_at.index(step), rec)
+                rec.update(extra)
+                store.write_record(r, record_at.index(step), _keep(rec, stored))
                 bar.set_postfix_str(_postfix(point, rec), refresh=False)
         except particles.SimulationError as err:
-            _save(ck_path, {"done": True, "error": str(err)})
+            checkpoint.save(ck_path, {"done": True, "error": str(err)})
             return str(err)
         step += 1
         bar.update(1)
-    _save(ck_path, {"done": True})
+    checkpoint.save(ck_path, {"done": True})
     return None
+
+
+def _keep(rec: dict, stored: set) -> dict:
+    """The record without scalar metrics the file does not store."""
+    return {k: v for k, v in rec.items() if k not in SCALAR_METRICS or k in stored}
 
 
 def _pad(x: np.ndarray, n: int) -> np.ndarray:
@@ -303,6 +185,20 @@ def _postfix(point: RunPoint, rec: dict) -> str:
     return " ".join(parts)
 
 
+def _json(obj) -> str:
+    return json.dumps(obj, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
+
+
+def _run_text(points: list[RunPoint], methods: list) -> dict:
+    """Per run: the flow's full options (defaults included) and the method's settings, as JSON."""
+    flow_params, method_params = [], []
+    for p, m in zip(points, methods):
+        params = dataclasses.asdict(make_params(p.flow, **p.params))
+        flow_params.append(_json({"flow": p.flow, **params}))
+        method_params.append(_json({"method": p.method, **m.settings()}))
+    return {"flow_params": flow_params, "method_params": method_params}
+
+
 def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = False, progress: bool = True) -> pathlib.Path:
     """Run ``points`` into one file ``path`` (``NAME.h5``, written as ``NAME.h5.partial``); return the final path.
 
@@ -317,8 +213,12 @@ def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = Fal
     xp = array_module(backend)
     dtype = np.dtype(sc.run.dtype)
     data = _data(sc, points[0])
-    n_particles = max(p.init.n if p.method == "particles" else (sc.generator.eval_n or p.init.n) for p in points)
-    ckdir = _ckpt_dir(path)
+    try:
+        methods = [get_method(p.method)(sc, p, data.target, xp, dtype) for p in points]
+    except ValueError as err:
+        raise ScenarioError(str(err)) from None
+    n_particles = max(m.n_points for m in methods)
+    ckdir = checkpoint.ckpt_dir(path)
     partial = path.with_name(path.name + ".partial")
     if resume and path.exists():
         return path  # already complete
@@ -337,18 +237,22 @@ def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = Fal
             mode_names=data.mode_names or 0,
             target=data.target,
             reference=data.reference,
-            attrs=_attrs(sc, data),
+            attrs=_attrs(sc),
             record_velocity=sc.run.record_velocity,
             overwrite=True,
+            metrics=_stored_metrics(sc, points),
+            mode_centres=data.centres,
+            target_mode_mass=data.target_mode_mass,
+            run_text=_run_text(points, methods),
         )
     ckdir.mkdir(parents=True, exist_ok=True)
     failed = {}
     total = len(points) * sc.run.steps
     try:
         with tqdm(total=total, disable=not progress, unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
-            for r, point in enumerate(points):
+            for r, (point, method) in enumerate(zip(points, methods)):
                 bar.set_description(point.label)
-                err = _run_one(sc, point, r, store, data, xp, dtype, ckdir, bar)
+                err = _run_one(sc, point, method, r, store, data, ckdir, bar)
                 if err is not None:
                     failed[point.label] = err
                     print(f"wgfsim: run '{point.label}' stopped: {err}", file=sys.stderr)
@@ -369,8 +273,9 @@ def _run_coords(points: list[RunPoint]) -> dict:
     return {k: [p.coords.get(k) for p in points] for k in keys}
 
 
-def _attrs(sc: Scenario, data: _Data) -> dict:
-    attrs = {
+def _attrs(sc: Scenario) -> dict:
+    """Provenance: the scenario as given (text and overrides) and the run settings every run shares."""
+    return {
         "scenario": sc.text,
         "scenario_name": sc.name,
         "scenario_source": sc.source,
@@ -381,10 +286,6 @@ def _attrs(sc: Scenario, data: _Data) -> dict:
         "steps": sc.run.steps,
         "record_every": sc.run.record_every,
     }
-    if data.centres is not None:
-        attrs["mode_centres"] = json.dumps(np.asarray(data.centres).tolist())
-        attrs["target_mode_mass"] = json.dumps(np.asarray(data.target_mode_mass).tolist())
-    return attrs
 
 
 def run_scenario(sc: Scenario, out_dir, *, resume: bool = False, progress: bool = True) -> pathlib.Path:

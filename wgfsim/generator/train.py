@@ -40,7 +40,6 @@ Shapes: target (M, d); z (B, latent_dim); x, v, t (B, d).
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import json
@@ -52,6 +51,7 @@ import numpy as np
 
 from ..backend import array_namespace, to_numpy
 from ..flows import Field
+from ..snapshot import dumps, loads, restore_field, rng_from, rng_state, save_field
 from .adam import AdamState, adam_init, adam_step
 from .mlp import ACTIVATIONS, MLPConfig, apply, backward, forward, init_params
 
@@ -310,57 +310,6 @@ def samples(state: GeneratorState, z_eval):
 # ---------------------------------------------------------------- checkpoints
 
 
-def _json_default(obj):
-    if isinstance(obj, np.ndarray):  # MT19937's key, for instance
-        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"checkpoint: cannot encode {type(obj).__name__}")
-
-
-def _json_hook(obj):
-    if "__ndarray__" in obj:
-        return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
-    return obj
-
-
-def _dumps(obj) -> str:
-    return json.dumps(obj, default=_json_default)
-
-
-def _loads(value) -> Any:
-    text = value if isinstance(value, str) else str(np.asarray(value)[()])  # str or a 0-d array from np.load
-    return json.loads(text, object_hook=_json_hook)
-
-
-def _encode(value, prefix: str, arrays: dict):
-    """A JSON description of ``value``; its arrays go to ``arrays[prefix/...]`` as host copies."""
-    if value is None:
-        return {"none": True}
-    if hasattr(value, "shape") and hasattr(value, "dtype") and getattr(value, "ndim", 0) > 0:
-        arrays[prefix] = np.array(to_numpy(value))  # a copy: later in-place changes must not leak in
-        return {"array": prefix}
-    if isinstance(value, (tuple, list)):
-        return {"tuple" if isinstance(value, tuple) else "list": [_encode(v, f"{prefix}/{i}", arrays) for i, v in enumerate(value)]}
-    if isinstance(value, (bool, int, float, str, np.generic)):
-        return {"scalar": value.item() if isinstance(value, np.generic) else value}
-    if hasattr(value, "shape"):  # 0-d array
-        return {"scalar": to_numpy(value).item()}
-    raise TypeError(f"checkpoint: cannot store field state of type {type(value).__name__} at {prefix!r}")
-
-
-def _decode(spec, arrays: Mapping, xp):
-    if "none" in spec:
-        return None
-    if "array" in spec:
-        return xp.asarray(arrays[spec["array"]])
-    if "tuple" in spec:
-        return tuple(_decode(s, arrays, xp) for s in spec["tuple"])
-    if "list" in spec:
-        return [_decode(s, arrays, xp) for s in spec["list"]]
-    return spec["scalar"]
-
-
 def _target_digest(target) -> str:
     host = np.ascontiguousarray(to_numpy(target), dtype=np.float64)
     return hashlib.sha256(host.tobytes()).hexdigest() + f":{host.shape}"
@@ -391,11 +340,9 @@ def checkpoint(state: GeneratorState) -> dict:
     ck["adam/t"] = np.asarray(state.adam.t, dtype=np.int64)
     ck["step"] = np.asarray(state.step, dtype=np.int64)
     ck["velocity_rms"] = np.asarray(state.velocity_rms, dtype=np.float64)
-    ck["rng"] = _dumps(state.rng.bit_generator.state)
-    ck["field_rng"] = _dumps(state.field.ctx.rng.bit_generator.state)
-    entries = [[repr(key), _encode(value, f"field/{i}", ck)] for i, (key, value) in enumerate(state.field.ctx.state.items())]
-    ck["field_state"] = _dumps(entries)
-    ck["meta"] = _dumps(
+    ck["rng"] = rng_state(state.rng)
+    save_field(state.field, ck)
+    ck["meta"] = dumps(
         {
             "format": CHECKPOINT_FORMAT,
             "mlp": dataclasses.asdict(state.mlp),
@@ -407,12 +354,6 @@ def checkpoint(state: GeneratorState) -> dict:
     return ck
 
 
-def _generator_from(bit_state: dict) -> np.random.Generator:
-    bit_generator = getattr(np.random, bit_state["bit_generator"])()
-    bit_generator.state = bit_state
-    return np.random.Generator(bit_generator)
-
-
 def restore(ckpt: Mapping, cfg: TrainConfig, target_sample, field: Field, xp=np) -> GeneratorState:
     """Rebuild the state saved by :func:`checkpoint`; the next :func:`step` continues the run bit for bit.
 
@@ -421,7 +362,7 @@ def restore(ckpt: Mapping, cfg: TrainConfig, target_sample, field: Field, xp=np)
     generator and carried state are overwritten with the saved ones.
     Parameters keep their saved dtype.
     """
-    meta = _loads(ckpt["meta"])
+    meta = loads(ckpt["meta"])
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint: expected format {CHECKPOINT_FORMAT!r}, got {meta.get('format')!r}")
     if meta["mlp"] != dataclasses.asdict(cfg.mlp):
@@ -438,14 +379,11 @@ def restore(ckpt: Mapping, cfg: TrainConfig, target_sample, field: Field, xp=np)
     _check_target(target, cfg)
     if _target_digest(target) != meta["target"]:
         raise ValueError("target_sample: differs from the target the checkpointed run trained on")
-    field.ctx.rng = _generator_from(_loads(ckpt["field_rng"]))
-    field.ctx.state.clear()  # keep the dict object: a Field's calls share it
-    for key, spec in _loads(ckpt["field_state"]):
-        field.ctx.state[ast.literal_eval(key)] = _decode(spec, ckpt, xp)
+    restore_field(field, ckpt, xp)
     return GeneratorState(
         params=params,
         adam=AdamState(m=m, v=v, t=int(np.asarray(ckpt["adam/t"]))),
-        rng=_generator_from(_loads(ckpt["rng"])),
+        rng=rng_from(ckpt["rng"]),
         field=field,
         target=target,
         mlp=cfg.mlp,

@@ -1,0 +1,354 @@
+"""Reading stored run groups and sweeps: :func:`open_run` and :func:`open_sweep`, one reader for both.
+
+Both return ``xarray.Dataset`` objects whose ``run`` dimension carries a
+``pandas.MultiIndex`` over ``flow``, ``method``, ``seed`` and the swept
+parameters, so runs are picked the xarray way::
+
+    ds = wgfsim.open_run("outputs/quickstart.h5")
+    ds.sel(flow="sinkhorn", method="particles").mmd2      # (seed..., time)
+    flat = ds.reset_index("run")                          # the flat form, e.g. to write with to_netcdf
+
+Eager reads (the default) go through h5py directly: a file is opened, read
+whole and closed in milliseconds (xarray's h5netcdf backend spends ~0.5 s per
+file working out the unlimited dimension), which matters for a sweep of
+hundreds of points and for reading a live run between two of its records.
+``open_run(path, chunks=...)`` instead opens the file lazily through xarray
+(Dask-backed), for trajectories larger than memory: ``position`` is chunked
+one record of one run per chunk on disk, so ``chunks={"time": 1}`` reads one
+snapshot at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+from .schema import RUN_COORDS, RUN_TEXT_VARS, SCALAR_METRICS, SchemaError, check_version
+
+__all__ = ["open_run", "open_sweep", "read_file", "run_index", "resolve_path"]
+
+_NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable"
+# per-point variables a sweep adds (status of the point's file)
+_SWEEP_VARS = ("status", "error", "file")
+# variables without a run dimension; a sweep stacks them along run only where points differ
+_STATIC = ("target", "reference", "mode_centre", "target_mode_mass")
+
+
+def resolve_path(path) -> pathlib.Path:
+    """``NAME.h5``, or its ``NAME.h5.partial`` when the run is live or was killed."""
+    p = pathlib.Path(path)
+    if p.exists():
+        if p.is_dir():
+            raise IsADirectoryError(f"{p}: is a folder; open a sweep folder with wgfsim.open_sweep")
+        return p
+    alt = p.with_name(p.name + ".partial")
+    if p.suffix == ".h5" and alt.exists():
+        return alt
+    raise FileNotFoundError(f"{p}: no such run file (nor {alt.name})")
+
+
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _decode(d, arr: np.ndarray) -> np.ndarray:
+    """An HDF5 dataset's values as xarray's netCDF decoding gives them (strings, booleans)."""
+    if arr.dtype.kind in "OS":
+        return np.array([_text(v) for v in arr.ravel()], dtype=str).reshape(arr.shape)
+    if _text(d.attrs.get("dtype", "")) == "bool":
+        return arr.astype(bool)
+    return arr
+
+
+def read_file(path, variables: Sequence[str] | None = None):
+    """One stored file as an eager ``xarray.Dataset`` (flat ``run``), read with h5py.
+
+    ``variables``: data variables to read (default all); coordinates are always
+    read.  Values, dims, ``long_name``/``units`` and global attributes equal
+    those of ``xarray.open_dataset(path, engine="h5netcdf").load()``.
+    """
+    import h5py
+    import xarray as xr
+
+    path = pathlib.Path(path)
+    try:
+        h = h5py.File(path, "r", locking=False)
+    except OSError as err:
+        raise SchemaError(f"{path}: not an HDF5 file ({err})") from None
+    with h:
+        attrs = {k: _attr(v) for k, v in h.attrs.items() if not k.startswith("_")}
+        check_version(attrs, path)
+        coord_names: set[str] = set()
+        for d in h.values():
+            coord_names.update(str(_text(d.attrs.get("coordinates", ""))).split())
+        data_vars, coords = {}, {}
+        for name, d in h.items():
+            if not isinstance(d, h5py.Dataset):
+                continue
+            if str(_text(d.attrs.get("NAME", ""))).startswith(_NOT_A_VARIABLE):
+                continue  # a bare dimension (particle, dim, ...): no values
+            if _text(d.attrs.get("CLASS", "")) == "DIMENSION_SCALE":
+                dims = (name,)  # a coordinate variable (mode names): it is its own dimension
+            else:
+                dims = tuple(d.dims[i][0].name.rsplit("/", 1)[-1] for i in range(d.ndim)) if d.ndim else ()
+            is_coord = name in coord_names or dims == (name,)
+            if not is_coord and variables is not None and name not in variables:
+                continue
+            var_attrs = {k: _attr(v) for k, v in d.attrs.items()
+                         if k in ("long_name", "units")}
+            var = xr.Variable(dims, _decode(d, d[...]), attrs=var_attrs)
+            (coords if is_coord else data_vars)[name] = var
+        sizes = {name: h[name].shape[0] for name in ("run", "time", "particle", "dim", "sample", "ref", "mode")
+                 if name in h}
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    missing = {k: v for k, v in sizes.items() if k not in ds.sizes}
+    if missing:  # a dimension no loaded variable spans (e.g. mode of a target without modes)
+        ds = ds.expand_dims({k: v for k, v in missing.items() if v == 0}) if all(v == 0 for v in missing.values()) else ds
+    return ds
+
+
+def _attr(v):
+    v = _text(v)
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind in "OS":
+            return [_text(x) for x in v.tolist()]
+        return v[0].item() if v.size == 1 else v  # netCDF attributes are arrays; a single value reads as a scalar
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _index_keys(ds, dim: str = "run") -> list[str]:
+    """Coordinates on ``dim`` that identify a run: flow, method, seed, then the swept keys in file order."""
+    skip = set(RUN_TEXT_VARS) | set(_SWEEP_VARS)
+    on_dim = [c for c, v in ds.coords.items() if v.dims == (dim,) and c != dim and c not in skip]
+    return [c for c in RUN_COORDS if c in on_dim] + [c for c in on_dim if c not in RUN_COORDS]
+
+
+def run_index(ds, dim: str = "run"):
+    """``ds`` with a ``pandas.MultiIndex`` on ``dim`` over flow, method, seed and the swept keys."""
+    if dim not in ds.dims or dim in ds.indexes:
+        return ds
+    keys = _index_keys(ds, dim)
+    return ds.set_index({dim: keys}) if keys else ds
+
+
+def open_run(path, *, chunks=None, variables: Sequence[str] | None = None, index: bool = True):
+    """Open a stored run group as an ``xarray.Dataset``.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``NAME.h5``, or ``NAME.h5.partial`` (a live or killed run); given
+        ``NAME.h5`` that does not exist yet, its ``.partial`` is read.  The
+        attribute ``status`` says which (``partial`` or ``complete``).
+    chunks : None, "auto", int or dict
+        ``None`` (default): load everything into memory and close the file.
+        Otherwise open lazily through xarray with these Dask chunks (needs
+        ``dask``); the file stays open until ``ds.close()``.  Do not open a
+        *live* ``.partial`` lazily: the writer replaces it at every record.
+    variables : sequence of str, optional
+        Data variables to read eagerly (default all; ``["mode_mass", "mmd2"]``
+        skips the positions).
+    index : bool
+        Give ``run`` its MultiIndex (default); ``False`` keeps the flat form.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    wgfsim.io.schema.SchemaError
+        Not a wgfsim file, or a file of another schema version (named).
+    """
+    p = resolve_path(path)
+    if chunks is None:
+        ds = read_file(p, variables)
+    else:
+        import xarray as xr
+
+        if p.name.endswith(".partial"):
+            raise ValueError(f"{p}: a live or unfinished run; open it eagerly (chunks=None), not lazily")
+        ds = xr.open_dataset(p, engine="h5netcdf", chunks=chunks)
+        try:
+            check_version(ds.attrs, p)
+        except SchemaError:
+            ds.close()
+            raise
+        if variables is not None:
+            ds = ds.drop_vars([v for v in ds.data_vars if v not in variables])
+    return run_index(ds) if index else ds
+
+
+# ------------------------------------------------------------------ sweeps
+
+
+def _same(a, b) -> bool:
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind == "f":
+        return bool(np.array_equal(a, b, equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
+def _coord_array(values: list) -> np.ndarray:
+    """One coordinate from per-point values (None where a point lacks the key), with a single dtype."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present) and len(present) == len(values):
+        return np.array(values, dtype=bool)
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        if all(isinstance(v, int) for v in present) and len(present) == len(values):
+            return np.array(values, dtype=np.int64)
+        return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return np.array(["" if v is None else str(v) for v in values], dtype=str)
+
+
+def _point(path: pathlib.Path, entry: dict, variables):
+    """One point file (flat run), or None when it is missing or unreadable."""
+    if not path.exists():
+        return None
+    ds = read_file(path, variables)
+    failed = json.loads(ds.attrs.get("failed_runs", "{}") or "{}")
+    n = ds.sizes["run"]
+    ds = ds.assign(status=("run", np.array(["failed" if failed else "complete"] * n, dtype=object)),
+                   error=("run", np.array(["; ".join(str(v) for v in failed.values())] * n, dtype=object)),
+                   file=("run", np.array([entry["file"]] * n, dtype=object)))
+    return ds
+
+
+def _missing(template, entry: dict):
+    """A point without a file: the template's shape, NaN everywhere, status 'missing'."""
+    import xarray as xr
+
+    out = template.isel(run=slice(0, 1)).copy(deep=True)
+    for name, var in out.variables.items():
+        if "run" in var.dims and var.dtype.kind == "f":  # t included: a run that never ran has no times
+            out[name] = xr.full_like(out[name], np.nan)
+    out["status"] = ("run", np.array(["missing"], dtype=object))
+    out["error"] = ("run", np.array([""], dtype=object))
+    out["file"] = ("run", np.array([entry["file"]], dtype=object))
+    for text in RUN_TEXT_VARS:
+        if text in out:
+            out[text] = ("run", np.array([""], dtype=object))
+    return out
+
+
+def _stack_static(parts: list):
+    """Variables without ``run``: kept once where every point agrees, else stacked along ``run`` (NaN-padded)."""
+    import xarray as xr
+
+    out = {}
+    for name in _STATIC:
+        have = [p[name] for p in parts if name in p]
+        if not have:
+            continue
+        first = have[0].values
+        if all(_same(first, h.values) for h in have):
+            out[name] = have[0].variable
+            continue
+        shape = tuple(max(h.shape[i] for h in have) for i in range(first.ndim))
+        stacked = []
+        for p in parts:
+            block = np.full(shape, np.nan)
+            if name in p:
+                v = p[name].values
+                block[tuple(slice(0, s) for s in v.shape)] = v
+            stacked.extend([block] * p.sizes["run"])
+        out[name] = xr.Variable(("run",) + have[0].dims, np.stack(stacked), attrs=have[0].attrs)
+    return out
+
+
+def open_sweep(out_dir, *, layout: str = "grid", variables: Sequence[str] | None = None):
+    """Combine a sweep folder's point files into one ``xarray.Dataset``.
+
+    Parameters
+    ----------
+    out_dir : path
+        A folder written by :func:`wgfsim.sweep.run_sweep` (``sweep.json`` + point files).
+    layout : {"grid", "runs", "points"}
+        ``"runs"``: the points' runs along one ``run`` dimension with a
+        MultiIndex over flow, method, seed and every swept key, exactly as
+        :func:`open_run` gives a run file (a one-point sweep equals
+        ``open_run`` of its file, plus the sweep's per-point variables).
+        ``"points"``: the same with the dimension named ``point``.
+        ``"grid"`` (default): ``ds.unstack`` of the runs into one dimension per
+        independent swept key (``flow``, ``bandwidth``, ``target.separation``,
+        ``seed``, ...), NaN where a combination has no point.  Two rules keep
+        the grid honest: a key that equals an earlier key at every point (a
+        tied data axis: ``init.separation`` with ``target.separation``) is a
+        coordinate along that key's dimension; keys that only some points have
+        (``bandwidth`` of ``kl_kde`` next to ``epsilon`` of ``sinkhorn``) form,
+        with ``flow``, one ``config`` dimension labelled
+        ``"kl_kde bandwidth=0.5"``.
+    variables : sequence of str, optional
+        Data variables to load (default all; ``["mode_mass"]`` skips the
+        positions of a large sweep).
+
+    Returns
+    -------
+    xarray.Dataset
+        The run files' variables (``t`` per run and record, as stored),
+        ``time`` aligned on ``step`` across points (NaN where a point has no
+        such record).  Per run also ``status`` (``complete``; ``failed``:
+        diverged, records kept; ``missing``: no file yet; in the grid,
+        ``absent``: a cell no point has), ``error`` and ``file``.
+        Attributes: the first file's, plus ``sweep_dir``, ``sweep_keys`` and
+        ``sweep_layout``.
+    """
+    from ..sweep import MANIFEST, read_manifest
+
+    layouts = ("grid", "runs", "points")
+    if layout not in layouts:
+        raise ValueError(f"layout: expected one of {list(layouts)}, got {layout!r}")
+    out = pathlib.Path(out_dir)
+    manifest = read_manifest(out)
+    entries = manifest["points"]
+    loaded = [_point(out / e["file"], e, variables) for e in entries]
+    present = [d for d in loaded if d is not None]
+    if not present:
+        raise FileNotFoundError(f"{out}: none of the {len(entries)} point files of {MANIFEST} exists yet; "
+                                "run the sweep first")
+    template = present[0]
+    parts = [d if d is not None else _missing(template, e) for d, e in zip(loaded, entries)]
+    steps = sorted({int(s) for d in present for s in d["step"].values})
+    static = _stack_static(parts)
+    aligned = []
+    for d in parts:
+        # swept keys come from the manifest below (a point file only has the keys of its own flow)
+        d = d.drop_vars([n for n in _STATIC if n in d] +
+                        [c for c, v in d.coords.items() if v.dims == ("run",) and c not in RUN_COORDS])
+        # align records on their step: a point that stopped early has NaN past its last record
+        d = d.drop_vars("step").assign_coords(time=d["step"].values).reindex(time=steps).drop_vars("time")
+        aligned.append(d)
+    import xarray as xr
+
+    ds = xr.concat(aligned, dim="run", data_vars="minimal", coords="minimal", compat="override", join="outer",
+                   combine_attrs="override")
+    ds = ds.assign_coords(step=("time", np.asarray(steps, dtype=np.int64)))
+    ds = ds.assign(static)
+    all_keys: list[str] = []
+    for e in entries:
+        for k in e["coords"]:
+            if k not in all_keys:
+                all_keys.append(k)
+    per_run = {k: [] for k in all_keys}
+    for d, e in zip(parts, entries):
+        for k in all_keys:
+            per_run[k].extend([e["coords"].get(k)] * d.sizes["run"])
+    ds = ds.assign_coords({k: ("run", _coord_array(per_run[k])) for k in all_keys})
+    keys = [k for k in manifest["keys"] if k in all_keys]
+    ds.attrs = {**template.attrs, "sweep_dir": str(out), "sweep_keys": json.dumps(keys), "sweep_layout": layout}
+    for name in ("failed_runs", "status", "start_time", "end_time"):
+        ds.attrs.pop(name, None)
+    if layout == "runs":
+        return run_index(ds)
+    ds = ds.rename(run="point")
+    if layout == "points":
+        return run_index(ds, "point")
+    from .grid import grid_layout
+
+    table = {k: per_run[k] for k in all_keys}
+    return grid_layout(ds, keys, table)

@@ -1,0 +1,120 @@
+"""The stored dataset's schema: every variable, dimension and attribute, in one place.
+
+One HDF5 file (netCDF4 flavour, written with h5netcdf) holds one run group:
+every run of a scenario file (its flows, methods, seeds and hyper-parameters)
+or one point of a sweep.  The writer (:mod:`wgfsim.io.writer`), the reader
+(:mod:`wgfsim.io.reader`), the CLI's ``info`` and the docs
+(``docs/file_format.md``) all take the lists below from here.
+
+The file is the contract: a reader never re-parses the scenario.  Everything a
+figure, a diagnostic or a study needs is stored:
+
+- per run: ``flow``, ``method``, ``seed`` and the swept hyper-parameters as
+  coordinates on ``run``; the flow's full options (defaults included) as JSON
+  in ``flow_params``; the method's settings (step size, minibatch, generator
+  training settings) as JSON in ``method_params``; ``t`` for every record of
+  every method (``step * step_size`` for particles, ``step * drift_step`` for
+  generators);
+- per file: the target and reference samples, the target's ``mode_centre``
+  and ``target_mode_mass``, and the scenario text only as provenance.
+
+Files written before schema 2 carry no ``wgfsim_schema`` attribute; the
+reader refuses them with a message naming both versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SCHEMA_ATTR",
+    "DIMS",
+    "SCALAR_METRICS",
+    "RUN_COORDS",
+    "RUN_TEXT_VARS",
+    "RECORD_KEYS",
+    "RESERVED_ATTRS",
+    "VARIABLES",
+    "Variable",
+    "check_version",
+]
+
+SCHEMA_VERSION = 2
+SCHEMA_ATTR = "wgfsim_schema"
+
+DIMS = ("run", "time", "particle", "dim", "sample", "ref", "mode")
+
+# scalar (run, time) metrics; only those a scenario asks for are stored
+SCALAR_METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2", "energy", "velocity_rms", "loss")
+# coordinates every run has; swept hyper-parameters and data keys join them
+RUN_COORDS = ("flow", "method", "seed")
+# per-run JSON text written at creation
+RUN_TEXT_VARS = ("flow_params", "method_params")
+RECORD_KEYS = ("step", "t", "position", "velocity", "mode_mass") + SCALAR_METRICS
+# attributes the store owns: a caller setting them would make the provenance lie
+RESERVED_ATTRS = ("wgfsim_version", SCHEMA_ATTR, "start_time", "end_time", "status")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One stored variable: its dimensions, on-disk dtype, ``long_name`` and ``units``."""
+
+    dims: tuple[str, ...]
+    dtype: str
+    long_name: str
+    units: str
+
+
+VARIABLES: dict[str, Variable] = {
+    "position": Variable(("run", "time", "particle", "dim"), "float32",
+                         "particle positions (generator runs: samples on fixed latents)", "data"),
+    "velocity": Variable(("run", "time", "particle", "dim"), "float32", "velocity field at the particles",
+                         "data / time"),
+    "target": Variable(("sample", "dim"), "float64", "target samples the flow saw", "data"),
+    "reference": Variable(("ref", "dim"), "float64", "held-out target samples for the metrics", "data"),
+    "mode_centre": Variable(("mode", "dim"), "float64", "centres of the target's modes", "data"),
+    "target_mode_mass": Variable(("mode",), "float64", "fraction of the target sample nearest each mode", "1"),
+    "mode_mass": Variable(("run", "time", "mode"), "float64", "fraction of particles nearest each target mode",
+                          "1"),
+    "mmd2": Variable(("run", "time"), "float64", "MMD^2 to the reference (Gaussian kernel, median heuristic)",
+                     "1"),
+    "energy_distance": Variable(("run", "time"), "float64", "energy distance to the reference", "data"),
+    "sinkhorn": Variable(("run", "time"), "float64",
+                         "debiased Sinkhorn divergence to the reference (cost |x-y|^2/2)", "data^2"),
+    "w2": Variable(("run", "time"), "float64", "exact W2 distance to the reference", "data"),
+    "energy": Variable(("run", "time"), "float64",
+                       "the flow's own functional (docs/math.md; see flow_params)", "flow-specific"),
+    "velocity_rms": Variable(("run", "time"), "float64", "RMS of the velocity over the particles",
+                             "data / time"),
+    "loss": Variable(("run", "time"), "float64", "generator regression loss eta^2 mean |v|^2", "data^2"),
+    "step": Variable(("time",), "int64", "Euler (or generator training) step of each record", "1"),
+    "t": Variable(("run", "time"), "float64",
+                  "time: step * step_size (particles), step * drift_step (generator)", "time"),
+    "flow_params": Variable(("run",), "str", "the flow's full options, defaults included (JSON)", ""),
+    "method_params": Variable(("run",), "str", "the method's settings (JSON)", ""),
+}
+
+
+class SchemaError(ValueError):
+    """A file that is not a wgfsim run file, or one of another schema version."""
+
+
+def check_version(attrs, path) -> int:
+    """The schema version of a file's global ``attrs``; refuse files this wgfsim cannot read."""
+    version = attrs.get(SCHEMA_ATTR)
+    written_by = attrs.get("wgfsim_version")
+    if version is None:
+        if written_by is None:
+            raise SchemaError(f"{path}: not a wgfsim run file (no '{SCHEMA_ATTR}' or 'wgfsim_version' attribute)")
+        raise SchemaError(
+            f"{path}: written by wgfsim {written_by} in schema 1; this wgfsim reads schema {SCHEMA_VERSION} "
+            "(per-run flow options, t for every method, mode centres as variables); re-run its scenario "
+            "(the file's 'scenario' attribute) to rewrite it, or read it with wgfsim 0.1"
+        )
+    version = int(version)
+    if version != SCHEMA_VERSION:
+        raise SchemaError(
+            f"{path}: schema {version} (written by wgfsim {written_by}); this wgfsim reads schema {SCHEMA_VERSION}"
+        )
+    return version

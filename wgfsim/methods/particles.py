@@ -1,0 +1,61 @@
+"""The particle method: Euler steps of the flow (:mod:`wgfsim.particles`) behind the method protocol."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import particles
+from ..backend import to_numpy
+from ..snapshot import restore_field, rng_from, rng_state, save_field
+from ._common import field, rng
+
+__all__ = ["ParticlesMethod"]
+
+
+class ParticlesMethod:
+    """``x_{k+1} = x_k + step_size * v[q_k, p](x_k)``; ``t = step * step_size``."""
+
+    name = "particles"
+
+    def __init__(self, sc, point, target, xp, dtype):
+        self.run, self.point, self.xp, self.dtype = sc.run, point, xp, dtype
+        self.target = xp.asarray(target, dtype=dtype)
+        self.n_points = point.init.n
+
+    def init(self):
+        x0 = self.point.init.build().sample(self.point.init.n, rng(self.point.seed, 1))
+        return particles.init(self.xp.asarray(x0, dtype=self.dtype), field(self.point, self.run.backend),
+                              rng(self.point.seed, 3))
+
+    def evaluate(self, state):
+        return particles.velocity(state, self.target, self.run.minibatch)
+
+    def record(self, state, v):
+        return state.x, v, {}
+
+    def advance(self, state, v):
+        return particles.advance(state, v, self.run.step_size), {}
+
+    def final(self, state):
+        return {}
+
+    def snapshot(self, state) -> dict:
+        ck = {"x": np.array(to_numpy(state.x)), "step": np.asarray(state.step, dtype=np.int64),
+              "rng": rng_state(state.rng)}
+        save_field(state.field, ck)
+        return ck
+
+    def restore(self, snap):
+        state = self.init()
+        state.x = self.xp.asarray(np.asarray(snap["x"]), dtype=self.dtype)
+        state.step = int(np.asarray(snap["step"]))
+        state.rng = rng_from(snap["rng"])
+        restore_field(state.field, snap, self.xp)
+        return state
+
+    def t(self, step: int) -> float:
+        return step * self.run.step_size
+
+    def settings(self) -> dict:
+        return {"step_size": self.run.step_size, "minibatch": self.run.minibatch, "n": self.point.init.n,
+                "init": self.point.init.kind}
