@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,7 +23,8 @@ import numpy as np
 
 from ..backend import array_namespace, resolve_backend
 
-__all__ = ["Flow", "Context", "Field", "register", "get", "names", "make_params", "options", "velocity", "energy"]
+__all__ = ["Flow", "Context", "Field", "register", "get", "names", "make_params", "options", "velocity", "energy",
+           "field_at", "largest_bandwidth", "sqrt_largest_epsilon"]
 
 
 @dataclass
@@ -64,6 +66,16 @@ class Flow:
 _REGISTRY: dict[str, Flow] = {}
 
 
+def largest_bandwidth(params) -> float:
+    """``length_scale`` of kernel flows: the largest bandwidth (NaN for the data-dependent ``"median"``)."""
+    return math.nan if isinstance(params.bandwidth, str) else float(max(params.bandwidth))
+
+
+def sqrt_largest_epsilon(params) -> float:
+    """``length_scale`` of entropic flows: ``sqrt(eps)``, the length of ``exp(-|x-y|^2 / (2 eps))``."""
+    return math.sqrt(float(max(params.epsilon)))
+
+
 def register(flow: Flow) -> Flow:
     _REGISTRY[flow.name] = flow
     return flow
@@ -101,9 +113,28 @@ def make_params(name: str, **opts):
     return flow.Params(**opts)
 
 
+def _check_real(arr, argname):
+    """The dtype rule of every input: float32 and float64 are kept, integers become float64, the rest is refused.
+
+    float16 and longer floats are refused rather than cast (the kernels compute in
+    float32 or float64, and the velocity keeps x's dtype); bool, complex, strings
+    and objects are refused rather than coerced.
+    """
+    dt = np.dtype(arr.dtype)
+    if dt.kind in "iu" or dt in (np.dtype(np.float32), np.dtype(np.float64)):
+        return
+    if dt.kind == "f":
+        raise ValueError(
+            f"{argname}: dtype {dt} is not supported (wgfsim computes in float32 or float64); "
+            f"cast with {argname}.astype(numpy.float32) or numpy.float64"
+        )
+    raise ValueError(f"{argname}: expected real numbers (float32 or float64; integers are converted to float64), got dtype {dt}")
+
+
 def _as_points(arr, argname, dtype=None):
     xp = array_namespace(arr) if not isinstance(arr, (list, tuple)) else np
     arr = xp.asarray(arr)
+    _check_real(arr, argname)
     if arr.ndim == 1:
         raise ValueError(f"{argname}: expected a 2-D array (points, dim), got 1-D shape {arr.shape}; use {argname}[:, None] for 1-D points")
     if arr.ndim != 2:
@@ -123,6 +154,8 @@ def _as_weights(w, n, argname, like):
     if w is None:
         return None
     xp = array_namespace(like)
+    w = xp.asarray(w)
+    _check_real(w, argname)
     w = xp.asarray(w, dtype=like.dtype)
     if w.shape != (n,):
         raise ValueError(f"{argname}: expected shape ({n},), got {tuple(w.shape)}")
@@ -201,6 +234,29 @@ def velocity(name: str, x, y, *, a=None, b=None, rng=None, backend: str = "auto"
     ``x + eta * v``.
     """
     return Field(name, rng=rng, backend=backend, **params)(x, y, a, b)
+
+
+def field_at(name: str, z, x, y, *, a=None, b=None, rng=None, backend: str = "auto", **params):
+    """The field of flow ``name`` at points ``z`` (K, d), with the particles ``x`` (N, d) and targets ``y`` held fixed.
+
+    ``z`` is a massless test point: it enters no normaliser of the particle
+    system, so this is the field a new particle at ``z`` would feel.  For the
+    kernel fields (``kl_kde``, ``mmd``) and the proxy (without
+    ``exclude_self``) ``field_at(x, x, y) == velocity(x, y)``; for
+    ``drift_da2`` it differs at the particles by the self mask.  Flows whose
+    field depends on the particles only through a coupling (Sinkhorn, sliced,
+    W2) have no such evaluation and raise ``ValueError``.
+    """
+    f = Field(name, rng=rng, backend=backend, **params)
+    if f.flow.field_at is None:
+        have = [n for n in names() if _REGISTRY[n].field_at is not None]
+        raise ValueError(f"{name}: has no field at arbitrary points; flows with one: {have}")
+    x, y, a, b, backend_ = f._prepare(x, y, a, b)
+    z = _as_points(z, "z", dtype=x.dtype)
+    if z.shape[1] != x.shape[1]:
+        raise ValueError(f"z and x: dimensions differ (z has {z.shape[1]}, x has {x.shape[1]})")
+    ctx = Context(backend=backend_, rng=f.ctx.rng, state=f.ctx.state)
+    return f.flow.field_at(z, x, y, a, b, f.params, ctx)
 
 
 def energy(name: str, x, y, *, a=None, b=None, rng=None, backend: str = "auto", **params) -> float:

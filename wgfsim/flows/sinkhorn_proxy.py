@@ -40,7 +40,8 @@ import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace
-from . import Flow, register
+from .. import analytic
+from . import Flow, register, sqrt_largest_epsilon
 from ._common import boolean, cost_of, positive_floats, set_frozen
 
 
@@ -106,11 +107,17 @@ def _normalisers(x, y, eps, params: Params, backend):
 
 
 def velocity(x, y, a, b, params: Params, ctx):
+    xp = array_namespace(x)
     n, m = x.shape[0], y.shape[0]
     v = 0.0
     for eps in params.epsilon:
-        norms = _normalisers(x, y, eps, params, ctx.backend)
-        resolved = resolvable_epsilon(eps, x.dtype, *norms)
+        with np.errstate(over="ignore"):  # a float32 overflow is detected and handled just below
+            norms = _normalisers(x, y, eps, params, ctx.backend)
+        probe = norms
+        if x.dtype != np.float64 and not all(bool(xp.all(xp.isfinite(r))) for r in norms):
+            # float32 normalisers overflow to -inf once C/eps > 3e38: size them in float64
+            probe = _normalisers(xp.astype(x, xp.float64), xp.astype(y, xp.float64), eps, params, ctx.backend)
+        resolved = resolvable_epsilon(eps, x.dtype, *probe)
         if resolved > eps:
             # below the log domain's resolution: the eps -> 0 limit, evaluated where it is resolved
             eps = resolved
@@ -122,6 +129,38 @@ def velocity(x, y, a, b, params: Params, ctx):
     return v
 
 
+def field_at(z, x, y, a, b, params: Params, ctx):
+    """The proxy field (K, d) at points ``z`` that are not particles, the particle system held fixed.
+
+    ``z`` is the row: its normalisers ``r+(z) = sum_j e^{l(z,y_j)}`` and
+    ``r-(z) = sum_k e^{l(z,x_k)}``; the column normalisers are the particle
+    system's, ``c+_j = sum_i e^{l(x_i,y_j)}`` and ``r-_k = sum_i e^{l(x_i,x_k)}``
+    (sums over the N particle rows, never over the points ``z``).  At
+    ``z = x`` this is :func:`velocity` when ``exclude_self`` is false.
+    Uniform weights (the proxy takes none).
+    """
+    n, m = x.shape[0], y.shape[0]
+    v = 0.0
+    for eps in params.epsilon:
+        kw = dict(eps=eps, cost=params.cost, backend=ctx.backend)
+        log_c_plus = primitives.lse_cols(x, y, **kw)  # (M,) over particle rows
+        log_r_minus_cols = primitives.lse(x, x, exclude_diagonal=params.exclude_self, **kw)  # (N,)
+        log_r_plus_z = primitives.lse(z, y, **kw)  # (K,)
+        log_r_minus_z = primitives.lse(z, x, **kw)  # (K,)
+        v = v + math.sqrt(n / m) * balanced_difference(
+            x, y, log_r_plus_z, log_r_minus_z, log_c_plus, log_r_minus_cols, eps, params.cost, False, ctx.backend,
+            rows=z,
+        )
+    return v
+
+
+def two_atom(D, pi, alpha, params: Params) -> float:
+    """The two-atom closed form (docs/math.md#two-atoms) with ``sigma = sqrt(eps)``, summed over epsilons."""
+    if params.cost != "sqeuclidean" or params.exclude_self:
+        return math.nan
+    return float(sum(analytic.two_atom_sinkhorn_proxy(D, math.sqrt(e), pi, alpha) for e in params.epsilon))
+
+
 FLOW = register(
     Flow(
         name="sinkhorn_proxy",
@@ -129,5 +168,10 @@ FLOW = register(
         velocity=velocity,
         weights=False,
         summary="one-shot geometric-mean Sinkhorn proxy (Gretton et al. eq. 28-30, Algorithm 1)",
+        field_at=field_at,
+        length_scale=sqrt_largest_epsilon,
+        hyper="epsilon",
+        two_atom=two_atom,
+        doc="docs/flows/sinkhorn_proxy.md",
     )
 )
