@@ -85,8 +85,8 @@ def rounded(a, dtype):
     return None if a is None else np.asarray(a).astype(dtype).astype(np.float64)
 
 
-# N = 131 rows: not a multiple of the GPU block (128); M = 300 columns: not a multiple of the tile (256)
-N_ROWS, M_COLS = 131, 300
+# N = 131 rows: not a multiple of the GPU block (128); M = 301 columns: not a multiple of the tile (256) nor of any register block (4, 8, 16)
+N_ROWS, M_COLS = 131, 301
 FLAG_SETS = list(itertools.product(["sqeuclidean", "euclidean"], [False, True], [False, True]))  # cost, exclude, unit
 
 

@@ -375,7 +375,8 @@ lse_shift_fast(const T* __restrict__ x,    // (N, D)
 //   m* = max_s m_s,  total = sum_s 2^(m_s - m*) s_s  (e^ in float64),
 //   lse = m* + log(total),  shift = sum_s 2^(m_s - m*) a_s / total.
 // A range with no admissible column has (m, s) = (-inf, 0) and weighs 0; a
-// NaN sum anywhere gives NaN, as in the unsplit kernel.  D = 0: run-time d.
+// NaN sum anywhere gives NaN, as in the unsplit kernel.  The sums over ranges are
+// compensated like the sums over tiles.  D = 0: run-time d.
 // ---------------------------------------------------------------------------
 template <typename T, int D, bool SHIFT>
 __global__ void lse_shift_combine(const T* __restrict__ part,  // (splits, N, 2 + d)
@@ -400,14 +401,16 @@ __global__ void lse_shift_combine(const T* __restrict__ part,  // (splits, N, 2 
       for (int q = 0; q < dd; ++q) shift_out[(long long)row * dd + q] = total == T(0) ? T(0) : total - total;
     return;
   }
-  T total = T(0);
-  for (int k = 0; k < splits; ++k) total += N_::ex(p[k * stride] - top) * p[k * stride + 1];
+  // compensated, as across tiles: up to 64 ranges of comparable sums
+  T total = T(0), ct = T(0);
+  for (int k = 0; k < splits; ++k) kahan_add(total, ct, N_::ex(p[k * stride] - top) * p[k * stride + 1]);
+  total -= ct;
   lse_out[row] = N_::lse(top, total);
   if constexpr (SHIFT) {
     for (int q = 0; q < dd; ++q) {
-      T a = T(0);
-      for (int k = 0; k < splits; ++k) a = N_::mad(N_::ex(p[k * stride] - top), p[k * stride + 2 + q], a);
-      shift_out[(long long)row * dd + q] = a / total;
+      T a = T(0), ca = T(0);
+      for (int k = 0; k < splits; ++k) kahan_add(a, ca, N_::ex(p[k * stride] - top) * p[k * stride + 2 + q]);
+      shift_out[(long long)row * dd + q] = (a - ca) / total;
     }
   }
 }
