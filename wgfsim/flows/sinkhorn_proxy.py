@@ -106,22 +106,41 @@ def _normalisers(x, y, eps, params: Params, backend):
     return log_r_plus, log_c_plus, log_r_minus
 
 
+def at_resolvable_epsilon(eps, dtype, normalisers):
+    """``(eps', normalisers(eps', None))`` with ``eps' = resolvable_epsilon(eps, dtype, ...)``.
+
+    ``normalisers(eps, cast)`` returns the log normalisers at ``eps``, the
+    points cast to ``cast`` first when it is not None.  float32 normalisers
+    overflow to ``-inf`` once ``C/eps > 3e38``; they are then sized in float64.
+    """
+    with np.errstate(over="ignore"):  # a float32 overflow is detected and handled just below
+        norms = normalisers(eps, None)
+    probe = norms
+    if np.dtype(dtype) != np.float64:
+        xp = array_namespace(*norms)
+        if not all(bool(xp.all(xp.isfinite(r))) for r in norms):
+            probe = normalisers(eps, np.float64)
+    resolved = resolvable_epsilon(eps, dtype, *probe)
+    if resolved > eps:
+        # below the log domain's resolution: the eps -> 0 limit, evaluated where it is resolved
+        return resolved, normalisers(resolved, None)
+    return eps, norms
+
+
+def _cast(arrays, dtype):
+    if dtype is None:
+        return arrays
+    xp = array_namespace(*arrays)
+    return [xp.astype(a, dtype) for a in arrays]
+
+
 def velocity(x, y, a, b, params: Params, ctx):
-    xp = array_namespace(x)
     n, m = x.shape[0], y.shape[0]
     v = 0.0
     for eps in params.epsilon:
-        with np.errstate(over="ignore"):  # a float32 overflow is detected and handled just below
-            norms = _normalisers(x, y, eps, params, ctx.backend)
-        probe = norms
-        if x.dtype != np.float64 and not all(bool(xp.all(xp.isfinite(r))) for r in norms):
-            # float32 normalisers overflow to -inf once C/eps > 3e38: size them in float64
-            probe = _normalisers(xp.astype(x, xp.float64), xp.astype(y, xp.float64), eps, params, ctx.backend)
-        resolved = resolvable_epsilon(eps, x.dtype, *probe)
-        if resolved > eps:
-            # below the log domain's resolution: the eps -> 0 limit, evaluated where it is resolved
-            eps = resolved
-            norms = _normalisers(x, y, eps, params, ctx.backend)
+        eps, norms = at_resolvable_epsilon(
+            eps, x.dtype, lambda e, dt: _normalisers(*_cast((x, y), dt), e, params, ctx.backend)
+        )
         log_r_plus, log_c_plus, log_r_minus = norms
         v = v + math.sqrt(n / m) * balanced_difference(
             x, y, log_r_plus, log_r_minus, log_c_plus, log_r_minus, eps, params.cost, params.exclude_self, ctx.backend
@@ -140,13 +159,21 @@ def field_at(z, x, y, a, b, params: Params, ctx):
     Uniform weights (the proxy takes none).
     """
     n, m = x.shape[0], y.shape[0]
+
+    def normalisers(eps, dtype):
+        zc, xc, yc = _cast((z, x, y), dtype)
+        kw = dict(eps=eps, cost=params.cost, backend=ctx.backend)
+        return (
+            primitives.lse_cols(xc, yc, **kw),  # (M,) over particle rows
+            primitives.lse(xc, xc, exclude_diagonal=params.exclude_self, **kw),  # (N,)
+            primitives.lse(zc, yc, **kw),  # (K,)
+            primitives.lse(zc, xc, **kw),  # (K,)
+        )
+
     v = 0.0
     for eps in params.epsilon:
-        kw = dict(eps=eps, cost=params.cost, backend=ctx.backend)
-        log_c_plus = primitives.lse_cols(x, y, **kw)  # (M,) over particle rows
-        log_r_minus_cols = primitives.lse(x, x, exclude_diagonal=params.exclude_self, **kw)  # (N,)
-        log_r_plus_z = primitives.lse(z, y, **kw)  # (K,)
-        log_r_minus_z = primitives.lse(z, x, **kw)  # (K,)
+        # the resolvable eps sees z's normalisers too; at z = x it is velocity's
+        eps, (log_c_plus, log_r_minus_cols, log_r_plus_z, log_r_minus_z) = at_resolvable_epsilon(eps, x.dtype, normalisers)
         v = v + math.sqrt(n / m) * balanced_difference(
             x, y, log_r_plus_z, log_r_minus_z, log_c_plus, log_r_minus_cols, eps, params.cost, False, ctx.backend,
             rows=z,
