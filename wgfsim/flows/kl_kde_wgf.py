@@ -6,8 +6,9 @@ bandwidth ``sigma``) is the Gaussian smoothing of the KL-KDE drift::
     v(x) = E_{z ~ N(x, sigma^2 I)} [ B[p](z) - B[q](z) ]
 
 with ``B`` the mean shift of :mod:`wgfsim.flows.kl_kde` (``B = sigma^2 grad log(nu*k)``).
-The expectation is estimated by ``n_mc`` fresh Gaussian draws per particle
-(``quadrature="monte_carlo"``, seeded by the context's RNG) or by a tensor
+The expectation is estimated by ``n_mc`` fresh Gaussian offsets per call,
+shared by all particles (``quadrature="monte_carlo"``, seeded by the
+context's RNG; the evaluation below needs them shared) or by a tensor
 Gauss-Hermite rule with ``n_nodes`` nodes per axis (``quadrature="gauss_hermite"``,
 deterministic, for d <= 3).  Several bandwidths sum their fields and energies.
 
@@ -23,8 +24,8 @@ the row ``x_i`` with column offsets ``<xi_r, y_j - c>/sigma``, and its shift
 is returned from ``x_i``: ``B[p](z) - B[q](z) = shift_p(x_i) - shift_q(x_i)``.
 Forming ``z`` itself would cost every digit of ``x - y`` once ``sigma``
 exceeds ``|x - y| / u`` (u the unit roundoff) and leave the difference of two
-``O(sigma)`` shifts: the field then grew like ``u sigma`` instead of tending to
-its large-bandwidth limit ``v -> mean_b(y) - mean_a(x)`` (Gaussian closure:
+``O(sigma)`` shifts, an error growing like ``u sigma``, where the field tends
+to its large-bandwidth limit ``v -> mean_b(y) - mean_a(x)`` (Gaussian closure:
 ``v = mu_p - mu_q + [S_p (x - mu_p) - S_q (x - mu_q)] / sigma^2 + O(sigma^-4)``,
 docs/math.md#gaussian-closure).  One primitive call per node ``r`` and measure.
 
