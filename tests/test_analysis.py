@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import wgfsim
-from wgfsim import analysis, analytic, runner, scenario
+from wgfsim import analytic, diagnostics as analysis, runner, scenario
+from wgfsim.studies import curl as curl_study, mass_transfer as mt_study
 from wgfsim.io import RunStore, open_run
 
 # ---------------------------------------------------------------- half-times on synthetic runs
@@ -33,11 +34,14 @@ def _run_file(path, curves, t, *, target=(0.5, 0.5), n=10):
         target=rng.normal(size=(n, 1)),
         reference=rng.normal(size=(n, 1)),
         attrs={},
+        mode_centres=[[-1.0], [1.0]],
+        target_mode_mass=list(target),
+        run_text={"flow_params": ['{"flow": "kl_kde", "bandwidth": [1.0]}'] * len(curves)},
     )
     for r, curve in enumerate(curves):
         for k, (m, tk) in enumerate(zip(curve, t)):
             store.write_record(r, k, {"step": k, "t": float(tk), "position": np.zeros((n, 1)), "mode_mass": [m, 1 - m]})
-    return store.finish({"target_mode_mass": json.dumps(list(target)), "mode_centres": json.dumps([[-1.0], [1.0]])})
+    return store.finish()
 
 
 def test_half_time_of_exponential_decay_and_never(tmp_path):
@@ -64,7 +68,7 @@ def test_half_time_of_exponential_decay_and_never(tmp_path):
 def test_plot_half_times_draws_one_line_per_flow(tmp_path):
     t = np.linspace(0.0, 10.0, 21)
     ds = open_run(_run_file(tmp_path / "h.h5", [0.5 - 0.3 * np.exp(-t), 0.5 - 0.3 * np.exp(-t / 3)], t))
-    fig = analysis.plot_half_times(ds, sigma=1.0)
+    fig = mt_study.plot_half_times(ds, sigma=1.0)
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert any(lab.startswith("kl_kde") for lab in labels)
     assert fig.axes[0].get_yscale() == "log"
@@ -237,10 +241,10 @@ def test_da2_field_at_matches_a_dense_construction(cloud, cost, temperature):
 
 
 def test_mmd_curl_is_zero_and_the_proxy_and_da2_curls_are_not():
-    x, y = analysis._default_curl_setup()
+    x, y = curl_study.default_curl_setup()
     g = np.linspace(-2.0, 2.0, 15)
     grid = np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2)
-    rel = {name: analysis.relative_curl(name, x, y, grid, **params) for name, params in analysis.CURL_FLOWS}
+    rel = {name: analysis.relative_curl(name, x, y, grid, **params) for name, params in curl_study.CURL_FLOWS}
     # max|curl| / max||J||: for MMD only the O(h^2) differencing error remains (h = 1e-4 x spread)
     assert rel["mmd"] < 1e-6
     assert rel["sinkhorn_proxy"] > 1e-2
@@ -252,14 +256,14 @@ def test_mmd_curl_is_zero_and_the_proxy_and_da2_curls_are_not():
 
 
 def test_toy_example_curl_matches_its_closed_form():
-    toy = analysis.toy_example()
+    toy = curl_study.toy_example()
     assert abs(toy["wedge"]) > 0.1  # grad Gamma and grad psi are not parallel: not a gradient field (eq. 39)
     assert toy["curl_measured"] == pytest.approx(toy["curl_closed_form"], rel=1e-6)
     np.testing.assert_allclose(toy["field"], toy["field_closed_form"], rtol=1e-12)
 
 
 def test_curl_figure_has_three_panels():
-    fig = analysis.plot_curl_maps(grid_size=9)
+    fig = curl_study.plot_curl_maps(grid_size=9)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert [t.split(":")[0] for t in titles] == ["mmd", "sinkhorn_proxy", "drift_da2"]
 
@@ -270,7 +274,7 @@ def test_curl_figure_has_three_panels():
 @pytest.mark.slow
 def test_mass_transfer_study(tmp_path):
     """Kernel flows' half-times grow exponentially in separation^2/sigma^2; transport flows' stay bounded."""
-    study = analysis.mass_transfer_study(tmp_path, x_values=(4.0, 6.0, 8.0, 10.0), kernel_steps=200, workers=2)
+    study = mt_study.mass_transfer_study(tmp_path, x_values=(4.0, 6.0, 8.0, 10.0), kernel_steps=200, workers=2)
     h = study.half_times
     print(study.table())
     for flow in ("kl_kde", "sinkhorn_proxy"):

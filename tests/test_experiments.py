@@ -12,7 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from wgfsim import experiments, scenario
+from wgfsim import scenario
+from wgfsim.studies import paper_fig2 as experiments
 from wgfsim.sweep import run_sweep
 
 TINY = """

@@ -23,6 +23,7 @@ __all__ = [
     "two_atom_kl_kde_asymptotic",
     "two_atom_sinkhorn_proxy",
     "two_atom_w2",
+    "two_atom_mmd",
     "TWO_ATOM",
     "kl_kde_matrix",
     "sliced_matrix",
@@ -57,6 +58,15 @@ def two_atom_sinkhorn_proxy(D, sigma, pi, alpha):
     s_plus = pi * k / np.sqrt(rR * cL) + (1 - pi) / np.sqrt(rR * cR)
     s_minus = alpha * k / np.sqrt(cR * cL) + (1 - alpha) / cR
     return -2.0 * D * k / np.sqrt(cL) * (pi * s_minus / np.sqrt(rR) - alpha * s_plus / np.sqrt(cR))
+
+
+def two_atom_mmd(D, sigma, pi, alpha):
+    """MMD field at +D (Gaussian kernel, self pairs included): ``-2D kappa (pi - alpha)``.
+
+    Only the atoms at ``-D`` contribute a displacement, with weights ``pi``
+    (targets) and ``alpha`` (particles) (docs/math.md#two-atoms).
+    """
+    return -2.0 * D * kappa(D, sigma) * (pi - alpha)
 
 
 def two_atom_w2(D, sigma, pi, alpha):

@@ -237,7 +237,7 @@ def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = Fal
             mode_names=data.mode_names or 0,
             target=data.target,
             reference=data.reference,
-            attrs=_attrs(sc),
+            attrs=_attrs(sc, points[0]),
             record_velocity=sc.run.record_velocity,
             overwrite=True,
             metrics=_stored_metrics(sc, points),
@@ -273,9 +273,16 @@ def _run_coords(points: list[RunPoint]) -> dict:
     return {k: [p.coords.get(k) for p in points] for k in keys}
 
 
-def _attrs(sc: Scenario) -> dict:
-    """Provenance: the scenario as given (text and overrides) and the run settings every run shares."""
+def _dist(spec) -> str:
+    """A target or init description as JSON: kind, n, seed and options."""
+    return _json({"kind": spec.kind, "n": spec.n, "seed": spec.seed, **spec.options})
+
+
+def _attrs(sc: Scenario, point: RunPoint) -> dict:
+    """Provenance (the scenario as given: text and overrides), the data's description, the shared run settings."""
     return {
+        "target": _dist(point.target),
+        "init": _dist(point.init),
         "scenario": sc.text,
         "scenario_name": sc.name,
         "scenario_source": sc.source,

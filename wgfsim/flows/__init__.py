@@ -54,6 +54,9 @@ class Flow:
     # length_scale(params) -> float: the flow's length (kernel bandwidth sigma, sqrt(eps), T, ...),
     # the unit in which studies measure separations; None where the flow has none.
     length_scale: Callable[[Any], float] | None = None
+    # options_at_scale(sigma) -> dict: options that give the flow the length scale sigma (the inverse of
+    # length_scale), so a study can put every kernel flow at one sigma without a table of its own.
+    options_at_scale: Callable[[float], dict] | None = None
     # hyper: the option a study sweeps (paper Fig. 2 axis), or None.
     hyper: str | None = None
     # two_atom(D, pi, alpha, params) -> float: the closed-form first-axis velocity at the

@@ -15,10 +15,13 @@ Shapes: x (N, d), y (M, d), a (N,), b (M,) -> v (N, d).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 from .. import primitives
-from . import Flow, register
+from .. import analytic
+from . import Flow, largest_bandwidth, register
 from ._common import KERNELS, bandwidths, boolean, log_weights, one_of, positive_floats, set_frozen
 
 
@@ -58,11 +61,29 @@ def velocity(x, y, a, b, params: Params, ctx):
     return field_at(x, x, y, la, lb, params, ctx.backend, exclude_self=params.exclude_self)
 
 
+def _field_at(z, x, y, a, b, params: Params, ctx):
+    """``B[p](z) - B[q](z)`` (K, d) at points ``z`` that are not particles (no self pair to exclude)."""
+    return field_at(z, x, y, log_weights(a, x.shape[0], x), log_weights(b, y.shape[0], x), params, ctx.backend)
+
+
+def two_atom(D, pi, alpha, params: Params) -> float:
+    """The two-atom closed form at the overcrowded atom (docs/math.md#two-atoms), summed over bandwidths."""
+    if params.kernel != "gaussian" or params.exclude_self or isinstance(params.bandwidth, str):
+        return math.nan
+    return float(sum(analytic.two_atom_kl_kde(D, s, pi, alpha) for s in params.bandwidth))
+
+
 FLOW = register(
     Flow(
         name="kl_kde",
         Params=Params,
         velocity=velocity,
         summary="KL-KDE drift B[p] - B[q] (Deng et al. eq. 8-10; Gretton et al. eq. 14-16)",
+        field_at=_field_at,
+        length_scale=largest_bandwidth,
+        options_at_scale=lambda s: {"bandwidth": s},
+        hyper="bandwidth",
+        two_atom=two_atom,
+        doc="docs/flows/kl_kde.md",
     )
 )

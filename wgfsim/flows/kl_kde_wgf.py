@@ -41,7 +41,7 @@ import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace
-from . import Flow, register
+from . import Flow, largest_bandwidth, register
 from ._common import log_weights, one_of, positive_floats, positive_int, set_frozen, weights
 
 QUADRATURES = ("monte_carlo", "gauss_hermite")
@@ -153,5 +153,9 @@ FLOW = register(
         energy=energy,
         energy_name="KL(q_s || p_s)",
         summary="exact WGF of KL between Gaussian KDEs: smoothed KL-KDE drift (Gretton et al. eq. 24, 58)",
+        length_scale=largest_bandwidth,
+        options_at_scale=lambda s: {"bandwidth": s},
+        hyper="bandwidth",
+        doc="docs/flows/kl_kde_wgf.md",
     )
 )

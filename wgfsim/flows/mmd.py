@@ -19,11 +19,14 @@ Shapes: x (N, d), y (M, d), a (N,), b (M,) -> v (N, d).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 from .. import primitives
 from ..backend import array_namespace
-from . import Flow, register
+from .. import analytic
+from . import Flow, largest_bandwidth, register
 from ._common import KERNELS, bandwidths, log_weights, one_of, positive_floats, set_frozen, weights
 
 
@@ -82,6 +85,18 @@ def energy(x, y, a, b, params: Params, ctx):
     return mmd2(x, y, a, b, bandwidths(params.bandwidth, x, y), params.kernel, ctx.backend)
 
 
+def _field_at(z, x, y, a, b, params: Params, ctx):
+    """The MMD field (K, d) at points ``z`` for the particles ``(x, a)`` and targets ``(y, b)``."""
+    return field_at(z, x, y, log_weights(a, x.shape[0], x), log_weights(b, y.shape[0], x), params, ctx.backend)
+
+
+def two_atom(D, pi, alpha, params: Params) -> float:
+    """The two-atom closed form at the overcrowded atom (docs/math.md#two-atoms), summed over bandwidths."""
+    if params.kernel != "gaussian" or isinstance(params.bandwidth, str):
+        return math.nan
+    return float(sum(analytic.two_atom_mmd(D, s, pi, alpha) for s in params.bandwidth))
+
+
 FLOW = register(
     Flow(
         name="mmd",
@@ -90,5 +105,11 @@ FLOW = register(
         energy=energy,
         energy_name="MMD^2",
         summary="MMD flow -sigma^2 grad(witness) (Arbel et al. 2019; Gretton et al. eq. 50-52)",
+        field_at=_field_at,
+        length_scale=largest_bandwidth,
+        options_at_scale=lambda s: {"bandwidth": s},
+        hyper="bandwidth",
+        two_atom=two_atom,
+        doc="docs/flows/mmd.md",
     )
 )

@@ -197,6 +197,7 @@ FLOW = register(
         summary="one-shot geometric-mean Sinkhorn proxy (Gretton et al. eq. 28-30, Algorithm 1)",
         field_at=field_at,
         length_scale=sqrt_largest_epsilon,
+        options_at_scale=lambda s: {"epsilon": s * s},
         hyper="epsilon",
         two_atom=two_atom,
         doc="docs/flows/sinkhorn_proxy.md",

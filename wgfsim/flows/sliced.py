@@ -94,5 +94,7 @@ FLOW = register(
         weights=False,
         energy_name="SW_2^2",
         summary="sliced Wasserstein flow (Cozzi-Santambrogio 2025; Gretton et al. eq. 53)",
+        hyper="n_projections",
+        doc="docs/flows/sliced.md",
     )
 )

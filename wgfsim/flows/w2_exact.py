@@ -15,10 +15,12 @@ Shapes: x (N, d), y (M, d), a (N,), b (M,) -> v (N, d).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from .. import analytic
 from ..backend import array_namespace, to_numpy
 from ..primitives import dense
 from . import Flow, register
@@ -73,5 +75,7 @@ FLOW = register(
         energy=energy,
         energy_name="W_2^2",
         summary="exact W2 flow: barycentric projection of the network-simplex plan (POT ot.emd)",
+        two_atom=lambda D, pi, alpha, params: analytic.two_atom_w2(D, math.nan, pi, alpha),
+        doc="docs/flows/w2_exact.md",
     )
 )

@@ -36,6 +36,8 @@ _NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable"
 _SWEEP_VARS = ("status", "error", "file")
 # variables without a run dimension; a sweep stacks them along run only where points differ
 _STATIC = ("target", "reference", "mode_centre", "target_mode_mass")
+# small variables every reader needs to interpret the others: read even when ``variables`` leaves them out
+_ALWAYS = RUN_TEXT_VARS + ("mode_centre", "target_mode_mass")
 
 
 def resolve_path(path) -> pathlib.Path:
@@ -96,7 +98,7 @@ def read_file(path, variables: Sequence[str] | None = None):
             else:
                 dims = tuple(d.dims[i][0].name.rsplit("/", 1)[-1] for i in range(d.ndim)) if d.ndim else ()
             is_coord = name in coord_names or dims == (name,)
-            if not is_coord and variables is not None and name not in variables:
+            if not is_coord and variables is not None and name not in variables and name not in _ALWAYS:
                 continue
             var_attrs = {k: _attr(v) for k, v in d.attrs.items()
                          if k in ("long_name", "units")}
