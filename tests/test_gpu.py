@@ -460,3 +460,36 @@ def test_euler_loop_with_field_on_cupy(rng, name, params):
         xg = xg + 0.1 * gpu_field(xg, yg)
     assert isinstance(xg, cp.ndarray)
     assert_close_gpu(xg, xc, 1e-7)
+
+
+# ---------------------------------------------------------------- host synchronisation of the Sinkhorn loop
+class CountingScalar(np.ndarray):
+    """A 0-d array that counts its conversions to a Python float (the host syncs of a device array)."""
+
+    reads = 0
+
+    def __float__(self):
+        CountingScalar.reads += 1
+        return float(np.asarray(self))
+
+
+def test_sinkhorn_reads_its_error_every_k_iterations(rng, monkeypatch):
+    # a GPU array's error stays on the device; float() blocks the host, so the loop reads it back
+    # only every CHECK_EVERY iterations and at the last: 10, 20, 30 and 35 of 35 iterations
+    from wgfsim.flows import sinkhorn
+
+    plain = sinkhorn._marginal_error
+    monkeypatch.setattr(sinkhorn, "_marginal_error", lambda *a: np.asarray(plain(*a)).view(CountingScalar))
+    monkeypatch.setattr(sinkhorn, "_check_every", lambda x: sinkhorn.CHECK_EVERY)
+    x, y = rng.normal(size=(30, 2)), rng.normal(size=(40, 2)) + 1.0
+    CountingScalar.reads = 0
+    f, g, fxx, it, err = sinkhorn.solve(x, y, None, None, 0.05, "sqeuclidean", tol=1e-30, max_iter=35, backend="numpy")
+    assert (it, CountingScalar.reads) == (35, 4)
+    # converged at a check: the same potentials as checking every iteration, a few iterations later at most
+    CountingScalar.reads = 0
+    f, g, fxx, it, err = sinkhorn.solve(x, y, None, None, 1.0, "sqeuclidean", tol=1e-6, max_iter=500, backend="numpy")
+    assert it % sinkhorn.CHECK_EVERY == 0 and err < 1e-6 and CountingScalar.reads == it // sinkhorn.CHECK_EVERY
+    monkeypatch.setattr(sinkhorn, "_check_every", lambda x: 1)
+    f1, g1, fxx1, it1, err1 = sinkhorn.solve(x, y, None, None, 1.0, "sqeuclidean", tol=1e-6, max_iter=500, backend="numpy")
+    assert it - sinkhorn.CHECK_EVERY < it1 <= it
+    np.testing.assert_allclose(f, f1, atol=1e-5)

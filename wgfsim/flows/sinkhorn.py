@@ -69,9 +69,20 @@ def _softmin(x, y, log_w, pot, eps, cost, backend, exclude_diagonal=False):
 
 
 def _marginal_error(a, f_old, f_new, eps):
+    """``sum_i a_i |exp((f_old_i - f_new_i)/eps) - 1|`` as a 0-d array of the inputs' device (no sync)."""
     xp = array_namespace(f_old)
     with np.errstate(over="ignore"):  # a far start overflows to inf: "not converged", not a fault
-        return float(xp.sum(a * xp.abs(xp.expm1((f_old - f_new) / eps))))
+        return xp.sum(a * xp.abs(xp.expm1((f_old - f_new) / eps)))
+
+
+# Iterations between convergence checks on a GPU: reading the error back (float()) blocks the host
+# until the device is done and stalls the launch queue, so it happens only every few iterations
+# (then at most CHECK_EVERY - 1 iterations run past tol).  NumPy arrays are checked every iteration.
+CHECK_EVERY = 10
+
+
+def _check_every(x) -> int:
+    return 1 if isinstance(x, np.ndarray) else CHECK_EVERY
 
 
 def _squared_diameter(x, y):
@@ -108,17 +119,20 @@ def solve(x, y, a, b, eps, cost, *, tol=1e-6, max_iter=100, scaling=None, init=N
     f = _softmin(x, y, lb, g, eps, cost, backend)
     err = math.inf
     it = 0
+    every = _check_every(x)
     for it in range(1, max_iter + 1):
         g = -eps * primitives.lse_cols(x, y, la + f / eps, eps=eps, cost=cost, backend=backend)  # (M,)
         f_new = _softmin(x, y, lb, g, eps, cost, backend)  # (N,)
-        err = _marginal_error(aw, f, f_new, eps)
+        e = _marginal_error(aw, f, f_new, eps)  # 0-d, on the device
         f = f_new
         if self_problem:
             t = _softmin(x, x, la, fxx, eps, cost, backend)  # (N,)
-            err = max(err, _marginal_error(aw, fxx, t, eps))
+            e = xp.maximum(e, _marginal_error(aw, fxx, t, eps))
             fxx = 0.5 * (fxx + t)
-        if err < tol:
-            break
+        if it % every == 0 or it == max_iter:
+            err = float(e)  # the only host sync of the loop
+            if err < tol:
+                break
     return f, g, fxx, it, err
 
 
@@ -128,11 +142,12 @@ def self_potential(x, a, eps, cost, *, tol=1e-9, max_iter=10_000, backend="auto"
     n = x.shape[0]
     la, aw = log_weights(a, n, x), weights(a, n, x)
     f = xp.zeros((n,), dtype=x.dtype)
-    for _ in range(max_iter):
+    every = _check_every(x)
+    for it in range(1, max_iter + 1):
         t = _softmin(x, x, la, f, eps, cost, backend)
-        err = _marginal_error(aw, f, t, eps)
+        e = _marginal_error(aw, f, t, eps)
         f = 0.5 * (f + t)
-        if err < tol:
+        if it % every == 0 and float(e) < tol:
             break
     return f
 
