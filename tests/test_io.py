@@ -1,0 +1,177 @@
+"""The stored file is the contract: what the runner writes, and the one reader behind open_run and open_sweep.
+
+Truths: the files read back with h5py and with xarray's own h5netcdf backend
+(independent of our reader), the scenario's numbers (step sizes, drift
+steps, defaults of the flow options as the registry declares them), and the
+mode masses recomputed from the stored positions with NumPy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+import wgfsim
+from wgfsim import diagnostics, scenario, sweep
+from wgfsim.io import SCHEMA_VERSION, SchemaError, open_run, open_sweep
+
+SWEEP = """
+name = "{name}"
+[target]
+kind = "two_modes"
+separation = 2.0
+weights = [0.7, 0.3]
+std = 0.1
+dim = 1
+n = 64
+[init]
+kind = "two_modes"
+separation = 2.0
+weights = [0.3, 0.7]
+std = 0.1
+dim = 1
+n = 64
+[[flow]]
+name = "kl_kde"
+bandwidth = {bandwidth}
+[run]
+methods = {methods}
+steps = 12
+step_size = 0.5
+record_every = 3
+seeds = [0]
+{generator}
+[metrics]
+names = ["mode_mass", "mmd2"]
+"""
+
+
+GENERATOR = """[generator]
+latent_dim = 2
+width = 16
+depth = 2
+learning_rate = 0.01
+batch_size = 64
+drift_step = 0.25"""
+
+
+def _sweep(tmp_path, *, name="s", bandwidth="[0.5, 1.0]", methods='["generator"]', skip=()):
+    """Run a sweep's points in this process (what a worker does), skipping the indices in ``skip``."""
+    generator = GENERATOR if "generator" in methods else ""
+    sc = scenario.loads(SWEEP.format(name=name, bandwidth=bandwidth, methods=methods, generator=generator),
+                        source="<test>")
+    out = tmp_path / name
+    out.mkdir()
+    planned, manifest = sweep.plan(sc)
+    (out / sweep.MANIFEST).write_text(json.dumps(manifest))
+    for i, pp in enumerate(planned):
+        if i in skip:
+            continue
+        res = sweep.run_point_task({"sc": sc, "point": pp.point, "path": str(out / pp.file), "threads": None})
+        assert res["status"] == "finished", res
+    return out, planned
+
+
+def test_run_file_holds_what_a_reader_needs(tmp_path):
+    out, planned = _sweep(tmp_path, bandwidth="0.5", methods='["particles", "generator"]')
+    files = {pp.point.method: out / pp.file for pp in planned}
+    with h5py.File(files["generator"], "r") as h:
+        assert np.ravel(h.attrs["wgfsim_schema"])[0] == SCHEMA_VERSION
+        steps = h["step"][...]
+        np.testing.assert_allclose(h["t"][0], steps * 0.25)  # generator time: step * drift_step
+        params = json.loads(h["flow_params"][0])
+        # every option the registry declares is stored, defaults included
+        assert set(params) == {"flow", *wgfsim.flows.options("kl_kde")}
+        assert params["kernel"] == "gaussian" and params["bandwidth"] == [0.5]
+        assert json.loads(h["method_params"][0])["drift_step"] == 0.25
+        # only the metrics asked for (plus the generator's loss): no all-NaN energy_distance
+        assert "mmd2" in h and "loss" in h and "energy_distance" not in h and "energy" not in h
+        np.testing.assert_allclose(h["mode_centre"][...], [[-1.0], [1.0]])
+        for name in ("position", "t", "mode_mass", "mmd2", "flow_params"):
+            assert h[name].attrs["long_name"]
+    with h5py.File(files["particles"], "r") as h:
+        np.testing.assert_allclose(h["t"][0], h["step"][...] * 0.5)  # particles: step * step_size
+        # mode masses recomputed from the stored positions and centres
+        x = h["position"][0, -1, :, 0].astype(float)
+        right = np.mean(np.abs(x - 1.0) < np.abs(x + 1.0))
+        assert h["mode_mass"][0, -1, 1] == pytest.approx(right)
+
+
+def test_fast_reader_equals_xarray_and_has_a_multiindex(tmp_path):
+    out, planned = _sweep(tmp_path, bandwidth="[0.5, 1.0]", methods='["particles"]')
+    path = out / planned[1].file
+    ours = open_run(path)
+    theirs = xr.open_dataset(path, engine="h5netcdf").load()
+    xr.testing.assert_identical(ours.reset_index("run"), theirs)
+    assert list(ours.indexes["run"].names) == ["flow", "method", "seed", "bandwidth"]
+    picked = ours.sel(flow="kl_kde", bandwidth=1.0)  # the xarray way, no boolean masks
+    np.testing.assert_array_equal(picked.mmd2.values.ravel(), theirs.mmd2.values.ravel())
+    lazy = open_run(path, chunks={})
+    assert type(lazy.position.data).__module__.startswith("dask")
+    np.testing.assert_array_equal(lazy.position.values, theirs.position.values)
+    lazy.close()
+
+
+def test_one_axis_generator_sweep_opens_with_finite_times_and_half_times(tmp_path):
+    out, planned = _sweep(tmp_path)
+    ds = open_sweep(out)
+    assert ds["mode_mass"].dims == ("bandwidth", "time", "mode")
+    np.testing.assert_allclose(ds["bandwidth"].values, [0.5, 1.0])
+    t = ds["t"].values
+    assert np.isfinite(t).all()
+    np.testing.assert_allclose(t, np.broadcast_to(ds["step"].values * 0.25, t.shape))
+    h = diagnostics.half_time(ds)
+    # the truth: the first record whose |mode_mass - target| sum is at most half the first one (h5py, NumPy)
+    for i, pp in enumerate(sorted(planned, key=lambda p: p.point.params["bandwidth"])):
+        with h5py.File(out / pp.file, "r") as f:
+            mm, tt, tm = f["mode_mass"][0], f["t"][0], f["target_mode_mass"][...]
+        err = np.abs(mm - tm).sum(axis=1)
+        hit = np.flatnonzero(err <= err[0] / 2)
+        expected = tt[hit[0]] if hit.size else np.inf
+        assert h.values[i] <= expected + 1e-12
+        if hit.size and hit[0] > 0:
+            assert h.values[i] >= tt[hit[0] - 1]
+    assert np.isfinite(h.values).all()
+
+
+@pytest.mark.parametrize("method", ["particles", "generator"])
+def test_a_one_point_sweep_equals_open_run_of_its_file(tmp_path, method):
+    out, planned = _sweep(tmp_path, bandwidth="0.5", methods=f'["{method}"]')
+    (pp,) = planned
+    a = open_sweep(out, layout="runs")
+    b = open_run(out / pp.file)
+    for name in b.variables:
+        if name == "run":
+            continue
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    assert list(a["status"].values) == ["complete"]
+    grid = open_sweep(out)  # nothing swept: the grid is the one point
+    np.testing.assert_array_equal(grid["t"].values, b["t"].values[0])
+
+
+def test_missing_and_several_axes(tmp_path):
+    out, planned = _sweep(tmp_path, bandwidth="[0.5, 1.0]", methods='["particles", "generator"]', skip=(1,))
+    runs = open_sweep(out, layout="runs")
+    status = runs["status"].values.tolist()
+    assert status.count("missing") == 1 and status.count("complete") == 3
+    missing = runs.reset_index("run").isel(run=status.index("missing"))
+    assert np.isnan(missing["t"].values).all() and np.isnan(missing["mode_mass"].values).all()
+    grid = open_sweep(out)
+    assert set(grid["mode_mass"].dims) == {"method", "bandwidth", "time", "mode"}
+    assert int((grid["status"] == "missing").sum()) == 1
+
+
+def test_files_of_the_first_schema_are_refused_with_both_versions(tmp_path):
+    path = tmp_path / "old.h5"
+    xr.Dataset({"position": (("run", "time"), np.zeros((1, 1)))}, attrs={"wgfsim_version": "0.1.0"}).to_netcdf(
+        path, engine="h5netcdf")
+    with pytest.raises(SchemaError, match=f"schema 1.*reads schema {SCHEMA_VERSION}"):
+        open_run(path)
+    foreign = tmp_path / "foreign.h5"
+    xr.Dataset({"a": ("x", [1.0])}).to_netcdf(foreign, engine="h5netcdf")
+    with pytest.raises(SchemaError, match="not a wgfsim run file"):
+        open_run(foreign)
