@@ -1,8 +1,16 @@
-"""The ``wgfsim`` command line: run | sweep | validate | info | plot | flows.
+"""The ``wgfsim`` command line: run | sweep | validate | info | plot | flows | study.
 
-Exit codes: 0 success, 2 user error (bad scenario, bad arguments, missing
-file), 1 internal failure or a run that stopped on NaN/inf (its records are
-kept).  User errors print one message, never a traceback.
+Exit codes:
+
+- 0: success;
+- 1: a run that stopped on NaN/inf (its records are kept), an environment
+  failure (disk full, I/O error), or an internal error (with a traceback);
+- 2: a user error: bad scenario, bad arguments, missing or foreign file, a
+  library refusal of an input (any ``ValueError`` the library raises);
+- 130: interrupted (Ctrl-C); every record so far is kept and the message
+  says how to resume.
+
+User and environment errors print one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -107,39 +115,77 @@ def _open(path):
         raise UserError(f"{path}: not a wgfsim run file ({err})") from None
 
 
+def _open_stored(path):
+    """``("run", dataset)`` or ``("sweep", dataset)``; a missing or foreign path is a UserError."""
+    from . import plots
+
+    try:
+        return plots.open_path(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(str(err)) from None
+
+
 def cmd_info(args) -> int:
     import numpy as np
 
-    ds = _open(args.file)
+    kind, ds = _open_stored(args.file)
+    if kind == "sweep":
+        from . import plots
+
+        print(plots.sweep_summary(ds))
+        return EXIT_OK
     print(f"{args.file}: scenario {ds.attrs.get('scenario_name', '?')!r}, status {ds.attrs.get('status', '?')}, "
           f"wgfsim {ds.attrs.get('wgfsim_version', '?')}, backend {ds.attrs.get('backend', '?')}, dtype {ds.attrs.get('dtype', '?')}")
     print("dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
-    coords = [c for c in ds.coords if ds[c].dims == ("run",)]
-    metrics = [m for m in ("mmd2", "energy_distance", "sinkhorn", "w2", "energy", "velocity_rms", "loss") if m in ds and not bool(np.all(np.isnan(ds[m].values)))]
+    coords = [c for c in ds.coords if c != "run" and ds[c].dims == ("run",)]  # MultiIndex levels or plain coordinates
+    metrics = [m for m, v in ds.data_vars.items() if v.dims == ("run", "time") and np.isfinite(v.values).any()]
     header = ["run", *coords, "records", *[f"final {m}" for m in metrics]]
-    rows = []
+    rows, last_record = [], []
     for r in range(ds.sizes["run"]):
-        recorded = ~np.isnan(ds.position.values[r, :, 0, 0])
+        recorded = np.isfinite(ds["t"].values[r])
         n = int(recorded.sum())
         last = int(np.flatnonzero(recorded)[-1]) if n else None
+        last_record.append(last)
         vals = [f"{ds[m].values[r, last]:.4g}" if last is not None else "-" for m in metrics]
         rows.append([str(r), *[str(ds[c].values[r]) for c in coords], str(n), *vals])
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    if "mode_mass" in ds:
+    if "mode_mass" in ds and ds.sizes.get("mode", 0):
         print("mode masses at the last record: " + "; ".join(
-            f"run {r}: " + "/".join(f"{m:.3f}" for m in ds.mode_mass.values[r, -1]) for r in range(ds.sizes["run"])))
+            f"run {r}: " + ("-" if last is None else "/".join(f"{m:.3f}" for m in ds["mode_mass"].values[r, last]))
+            for r, last in enumerate(last_record)))
     return EXIT_OK
 
 
 def cmd_plot(args) -> int:
     from . import plots
 
-    ds = _open(args.file)
-    out = pathlib.Path(args.output) if args.output else pathlib.Path(args.file).with_suffix("").with_name(pathlib.Path(args.file).stem + "_figures")
-    for fig in plots.plot_all(ds, out):
+    path = pathlib.Path(args.file)
+    kind, ds = _open_stored(path)
+    stem = path.name.removesuffix(".partial").removesuffix(".h5")
+    out = pathlib.Path(args.output) if args.output else path.parent / f"{stem}_figures"
+    animation_only = [flag for flag, value in (("--format", args.format), ("--max-frames", args.max_frames),
+                                               ("--fps", args.fps)) if value is not None]
+    if animation_only and not args.animate:
+        raise UserError(f"{', '.join(animation_only)}: only with --animate")
+    try:
+        if kind == "sweep":
+            if args.animate:
+                raise UserError(f"{path}: --animate draws one run file; a sweep folder has one per point "
+                                f"(wgfsim plot {path}/POINT.h5 --animate)")
+            written = plots.plot_sweep(ds, out, dims=args.dims)
+        elif args.animate:
+            fmt = args.format or "gif"
+            written = [plots.animate(ds, out / f"{stem}_animation.{fmt}", fmt=fmt, dims=args.dims,
+                                     max_frames=plots.MAX_FRAMES if args.max_frames is None else args.max_frames,
+                                     fps=8.0 if args.fps is None else args.fps, progress=not args.quiet)]
+        else:
+            written = plots.plot_all(ds, out, dims=args.dims)
+    except ValueError as err:  # bad --dims / --max-frames / --fps for this file, mp4 without ffmpeg
+        raise UserError(str(err)) from None
+    for fig in written:
         print(f"wrote {fig}")
     return EXIT_OK
 
@@ -178,9 +224,10 @@ def _parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="run every point of a scenario's lists, one file each")
     scenario_args(sw)
     sw.add_argument("-o", "--output", default="outputs", help="output folder (default: outputs); points go to OUTPUT/NAME/")
-    sw.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    sw.add_argument("--workers", type=_positive_int, default=1, help="local worker processes (default 1)")
     sw.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="an existing dask.distributed scheduler")
-    sw.add_argument("--dask-local", type=int, metavar="N", help="start a dask LocalCluster of N workers for the sweep")
+    sw.add_argument("--dask-local", type=_positive_int, metavar="N",
+                    help="start a dask LocalCluster of N workers for the sweep")
     sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=cmd_sweep)
 
@@ -188,27 +235,81 @@ def _parser() -> argparse.ArgumentParser:
     scenario_args(val)
     val.set_defaults(func=cmd_validate)
 
-    info = sub.add_parser("info", help="what a stored run holds, as a table")
-    info.add_argument("file")
+    info = sub.add_parser("info", help="what a stored run (a table) or a sweep folder (points, axes, status) holds")
+    info.add_argument("file", help="a run file (NAME.h5) or a sweep folder")
     info.set_defaults(func=cmd_info)
 
-    plot = sub.add_parser("plot", help="figures from a stored run")
-    plot.add_argument("file")
-    plot.add_argument("-o", "--output", help="figure folder (default: FILE's stem + _figures)")
+    plot = sub.add_parser("plot", help="figures from a stored run or a sweep folder",
+                          description="A run file: snapshots, metrics, mode masses, velocities (PNG), or with "
+                                      "--animate one animation of every run side by side.  A sweep folder: the "
+                                      "final-sample grids (one per target) and the final metric against each "
+                                      "flow's hyper-parameter.")
+    plot.add_argument("file", help="a run file (NAME.h5) or a sweep folder")
+    plot.add_argument("-o", "--output", help="figure folder (default: FILE's stem + _figures, beside it)")
+    plot.add_argument("--animate", action="store_true", help="write an animation of the run file instead of stills")
+    plot.add_argument("--format", choices=["gif", "mp4"], help="animation format (default gif; mp4 needs ffmpeg)")
+    plot.add_argument("--max-frames", type=int, metavar="N",
+                      help="at most N frames, records evenly subsampled (default 120)")
+    plot.add_argument("--fps", type=float, help="animation frames per second (default 8)")
+    plot.add_argument("--dims", metavar="I,J", help="the two data coordinates drawn, e.g. 0,3 (default 0,1)")
+    plot.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     plot.set_defaults(func=cmd_plot)
 
     fl = sub.add_parser("flows", help="the registered flows and their options")
     fl.set_defaults(func=cmd_flows)
+
+    st = sub.add_parser("study", help="run a study: mass_transfer | paper_fig2 | curl (arguments after the name)")
+    st.add_argument("name", help="the study's name")
+    st.add_argument("args", nargs=argparse.REMAINDER, help="the study's own arguments (wgfsim study NAME --help)")
+    st.set_defaults(func=cmd_study)
     return p
+
+
+def cmd_study(args) -> int:
+    from . import studies
+
+    if args.name not in studies.STUDIES:
+        raise UserError(f"study: unknown study {args.name!r}; expected one of {list(studies.STUDIES)}")
+    return studies.run(args.name, args.args)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a positive integer, or a one-line usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+# errors the library raises for what a user gave it: one line, exit 2
+_USER_ERRORS = (UserError, ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                PermissionError)
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except UserError as err:
-        print(f"wgfsim: error: {err}", file=sys.stderr)
+    except _USER_ERRORS as err:
+        print(f"wgfsim: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USER
+    except ImportError as err:  # an optional dependency asked for (CuPy, dask.distributed)
+        print(f"wgfsim: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("\nwgfsim: interrupted", file=sys.stderr)
+        return 130
+    except OSError as err:  # the environment: disk full, I/O errors
+        print(f"wgfsim: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    return " ".join(text.split()) if "\n" in text else text
 
 
 if __name__ == "__main__":
