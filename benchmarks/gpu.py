@@ -2,11 +2,18 @@
 
 Usage::
 
-    python benchmarks/gpu.py            # full sizes (N = M = 1e6 for the kernel; a few minutes on an H100)
+    python benchmarks/gpu.py            # everything: device, parity, the targets table, JSON under outputs/
+                                        # (full sizes: N = M = 1e6 for the kernel; a few minutes on an H100)
     python benchmarks/gpu.py --quick    # every size / 10, 100 Euler steps: a smoke test in seconds
     python benchmarks/gpu.py --sweep    # also time alternative launch shapes of the 2-D float32 kernel
 
-Prints one Markdown table headed by the device name, date and versions.  Each
+First a parity table: every kernel family (d in {1, 2, 3, 17, 0}, float32 and
+float64, both costs, exclude_diagonal, unit, -inf offsets, a column split)
+against the dense float64 reference, with the float32 and float64 contracts
+(1e-4 and 1e-10, normwise); a failing row is reported and the exit status
+is 1 at the end.  Then one Markdown table headed by the device name, driver,
+date and versions; the whole record is also written as JSON to
+``outputs/gpu-benchmark-<date>.json`` (``--json`` to choose the path).  Each
 row is the median wall time over ``--repeats`` runs after one warm-up (the
 device is synchronised before and after each run, so compilation, host
 overhead and Sinkhorn's per-iteration convergence checks are in the time the
@@ -31,9 +38,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import itertools
+import json
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -101,6 +111,44 @@ def spot_check(x, y, eps, rows=256):
     return max(e_lse, e_bary)
 
 
+def parity(rng):
+    """Every kernel family against ``dense.lse_shift`` (float64 truth on the dtype-rounded inputs).
+
+    Returns rows ``(case, dtype, max normwise error of lse, of shift, tolerance, ok)``.
+    """
+    rows = []
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-4)):
+        for d in (1, 2, 3, 17, 0):
+            for cost, exclude, unit in itertools.product(("sqeuclidean", "euclidean"), (False, True), (False, True)):
+                n, m = 301, (301 if exclude else 2999)
+                x = rng.standard_normal((n, d))
+                y = x if exclude else rng.standard_normal((m, d)) + 0.3
+                g = rng.standard_normal(len(y))
+                g[::7] = -np.inf
+                eps = 0.5 * max(d, 1)
+                xr, yr, gr = (a.astype(dtype).astype(np.float64) for a in (x, y, g))
+                ref_lse, ref_shift = dense.lse_shift(xr, yr, gr, eps, cost, exclude, unit)
+                for splits in (None, 3) if d in (2, 17) else (None,):
+                    lse, shift = gpu.lse_shift(cp.asarray(x, dtype), cp.asarray(y, dtype), cp.asarray(g, dtype), eps, cost, exclude, unit, True, splits=splits)
+                    e_lse = _normwise(cp.asnumpy(lse), ref_lse)
+                    e_shift = _normwise(cp.asnumpy(shift), ref_shift, 1.0 if unit else np.abs(yr).max(initial=1.0))
+                    case = f"d={d} {cost} excl={exclude} unit={unit}" + (f" splits={splits}" if splits else "")
+                    rows.append((case, np.dtype(dtype).name, e_lse, e_shift, tol, bool(e_lse <= tol and e_shift <= tol)))
+    return rows
+
+
+def _normwise(got, ref, scale=None):
+    """max |got - ref| / (|ref| + scale) over finite entries; inf if the -inf/NaN patterns differ."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    finite = np.isfinite(ref)
+    if not np.array_equal(np.isfinite(got), finite) or not np.array_equal(got[~finite], ref[~finite]):
+        return float("inf")
+    if not finite.any():
+        return 0.0
+    scale = np.abs(ref[finite]).max() if scale is None else scale
+    return float(np.max(np.abs(got[finite] - ref[finite]) / (np.abs(ref[finite]) + scale)))
+
+
 def fmt_rate(v, unit):
     return f"{v:.3g} {unit}"
 
@@ -131,19 +179,38 @@ class Table:
             print("| " + " | ".join(str(c) for c in r) + " |")
 
 
-def header(args):
+def environment() -> dict:
+    """Device, driver and library versions of this run."""
     dev = cp.cuda.Device()
     props = cp.cuda.runtime.getDeviceProperties(dev.id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     rt = cp.cuda.runtime.runtimeGetVersion()
     drv = cp.cuda.runtime.driverGetVersion()
-    when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    try:  # the NVIDIA driver release (e.g. 550.54.15); the CUDA driver API version is below
+        release = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+    except Exception:
+        release = "unknown"
+    return {
+        "device": name,
+        "multiprocessors": int(props.get("multiProcessorCount", 0)),
+        "compute_capability": f"{props.get('major', '?')}.{props.get('minor', '?')}",
+        "driver": release,
+        "cuda_driver_api": f"{drv // 1000}.{drv % 1000 // 10}",
+        "cuda_runtime": f"{rt // 1000}.{rt % 1000 // 10}",
+        "cupy": cp.__version__,
+        "wgfsim": wgfsim.__version__,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def header(args, env):
     return (
         f"# wgfsim GPU benchmark\n\n"
-        f"- device: {name} ({props.get('multiProcessorCount', '?')} SMs)\n"
-        f"- date: {when}\n"
-        f"- CuPy {cp.__version__}, CUDA runtime {rt // 1000}.{rt % 1000 // 10}, driver {drv // 1000}.{drv % 1000 // 10}, "
-        f"wgfsim {wgfsim.__version__}\n"
+        f"- device: {env['device']} ({env['multiprocessors']} SMs, compute capability {env['compute_capability']})\n"
+        f"- date: {env['date']}\n"
+        f"- driver {env['driver']} (CUDA driver API {env['cuda_driver_api']}), CUDA runtime {env['cuda_runtime']}, "
+        f"CuPy {env['cupy']}, wgfsim {env['wgfsim']}\n"
         f"- float32, d = 2, scale {args.scale:g}, median of {args.repeats} after a warm-up\n"
     )
 
@@ -182,7 +249,8 @@ def bench_sinkhorn(table, rng, args):
         return wgfsim.velocity("sinkhorn", x, y, backend="cupy", epsilon=0.01, max_iter=100, tol=1e-30)
 
     t = median_time(run, args.repeats)
-    # one softmin, 100 iterations x (lse_cols + lse + self lse), 2 lse_shift: 303 passes over N x M pairs
+    # one softmin, 100 iterations x (lse_cols + lse + self lse), 2 lse_shift: 303 passes over N x M pairs;
+    # the error is read back every sinkhorn.CHECK_EVERY iterations (the loop's only host syncs)
     table.add("sinkhorn", "sinkhorn velocity (eps 0.01, 100 it)", f"N=M={n:.0e}", t, 303 * n * n / t,
               note="rate counts 303 fused passes")
 
@@ -236,6 +304,7 @@ def sweep(rng, args):
     print("|---|---|---|---|---|---|---|---|")
     for t, rs, rl, err in sorted(results, key=lambda r: -r[1]):
         print(f"| {t.lazy} | {t.rows} | {t.k} | {t.block} | {t.tile} | {rs:.3g} | {rl:.3g} | {err:.1e} |")
+    return [dict(shape=str(t), lse_bary_pairs_per_s=rs, lse_pairs_per_s=rl, max_rel_err=err) for t, rs, rl, err in results]
 
 
 def main(argv=None):
@@ -247,6 +316,7 @@ def main(argv=None):
     ap.add_argument("--sweep", action="store_true", help="also time launch shapes of the 2-D float32 kernel")
     ap.add_argument("--only", nargs="*", default=None,
                     choices=["kernel", "dense", "sinkhorn", "sliced", "run"], help="run only these benchmarks")
+    ap.add_argument("--json", default=None, help="where to write the JSON record (default outputs/gpu-benchmark-<date>.json)")
     args = ap.parse_args(argv)
     if args.quick:
         args.scale = min(args.scale, 0.1)
@@ -255,16 +325,38 @@ def main(argv=None):
     if not ok:
         sys.exit(f"benchmarks/gpu.py: {why}")
     rng = np.random.default_rng(0)
+    env = environment()
+    print(header(args, env))
+    print("parity...", file=sys.stderr, flush=True)
+    checks = parity(rng)
+    print("## parity against the dense float64 reference\n")
+    print("| case | dtype | lse error | shift error | tolerance | ok |\n|---|---|---|---|---|---|")
+    for case, dt, e1, e2, tol, ok in checks:
+        print(f"| {case} | {dt} | {e1:.1e} | {e2:.1e} | {tol:.0e} | {'yes' if ok else 'NO'} |")
+    failed = sum(not row[-1] for row in checks)
+    print(f"\n{len(checks) - failed} of {len(checks)} parity cases within tolerance\n")
     table = Table(full=args.scale == 1.0)
     benches = {"kernel": bench_kernel, "dense": bench_dense, "sinkhorn": bench_sinkhorn, "sliced": bench_sliced, "run": bench_run}
     for name, fn in benches.items():
         if args.only is None or name in args.only:
             print(f"{name}...", file=sys.stderr, flush=True)
             fn(table, rng, args)
-    table.print(header(args))
+    table.print("## targets and timings\n")
+    record = {
+        "environment": env,
+        "scale": args.scale,
+        "repeats": args.repeats,
+        "parity": [dict(zip(("case", "dtype", "lse_error", "shift_error", "tolerance", "ok"), row)) for row in checks],
+        "benchmarks": [dict(zip(("benchmark", "size", "median_time", "rate", "target", "status", "note"), row)) for row in table.rows],
+    }
     if args.sweep:
-        sweep(rng, args)
+        record["sweep"] = sweep(rng, args)
+    path = Path(args.json) if args.json else Path("outputs") / f"gpu-benchmark-{env['date'][:19].replace(':', '')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(f"\nwritten: {path}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -44,7 +44,7 @@ __all__ = [
     "asarray_on",
 ]
 
-GPU_INSTALL_HINT = 'install CuPy for your CUDA with `pip install "wgfsim[gpu]"` (cupy-cuda12x)'
+GPU_INSTALL_HINT = 'install CuPy for your CUDA with `pip install "wgfsim[gpu]"` (cupy-cuda12x >= 14)'
 
 
 def _always() -> tuple[bool, str]:
