@@ -493,3 +493,15 @@ def test_sinkhorn_reads_its_error_every_k_iterations(rng, monkeypatch):
     f1, g1, fxx1, it1, err1 = sinkhorn.solve(x, y, None, None, 1.0, "sqeuclidean", tol=1e-6, max_iter=500, backend="numpy")
     assert it - sinkhorn.CHECK_EVERY < it1 <= it
     np.testing.assert_allclose(f, f1, atol=1e-5)
+
+
+def test_every_mutant_of_the_mutation_check_still_applies():
+    # tests/cuda_emulation/mutations.py injects each bug by replacing a text that must occur
+    # exactly once in the kernel source: a kernel edit that moves one is caught here, not later
+    from cuda_emulation import mutations
+
+    text = gpu.source_path().read_text()
+    assert len(mutations.MUTANTS) >= 9
+    for name, (_, old, new) in mutations.MUTANTS.items():
+        assert text.count(old) == 1, name
+        assert mutations.mutate(text, name) != text
