@@ -260,9 +260,9 @@ def test_two_atoms_kale(lam, D, pi, alpha):
     v = wgfsim.velocity("kale", pts, pts, a=a, b=b, lambda_=lam, bandwidth=SIGMA)
     np.testing.assert_allclose(v[5:, 0], expected, rtol=1e-9, atol=1e-14)
     p = flows.make_params("kale", lambda_=lam, bandwidth=SIGMA)
-    assert flows.get("kale").two_atom(2 * D, pi, alpha, p) == pytest.approx(expected, rel=1e-9)
+    assert flows.get("kale").two_atom(D, pi, alpha, p) == pytest.approx(expected, rel=1e-9)
     # the overcrowded atom is the left one when alpha > pi: the mirror image
-    assert flows.get("kale").two_atom(2 * D, 1 - pi, 1 - alpha, p) == pytest.approx(-expected, rel=1e-9)
+    assert flows.get("kale").two_atom(D, 1 - pi, 1 - alpha, p) == pytest.approx(-expected, rel=1e-9)
 
 
 @pytest.mark.parametrize("lam", [0.01, 0.5, 5.0])
@@ -277,10 +277,10 @@ def test_two_atoms_drmmd(lam, D, pi, alpha):
     v = wgfsim.velocity("drmmd", pts, pts, a=a, b=b, lambda_=lam, bandwidth=SIGMA)
     np.testing.assert_allclose(v[5:, 0], expected, rtol=1e-10)
     p = flows.make_params("drmmd", lambda_=lam, bandwidth=SIGMA)
-    assert flows.get("drmmd").two_atom(2 * D, pi, alpha, p) == pytest.approx(expected, rel=1e-12)
+    assert flows.get("drmmd").two_atom(D, pi, alpha, p) == pytest.approx(expected, rel=1e-12)
     # tends to twice the mmd value -2 D kappa (pi - alpha) as lambda grows
     big_lam = flows.make_params("drmmd", lambda_=1e8, bandwidth=SIGMA)
-    assert flows.get("drmmd").two_atom(2 * D, pi, alpha, big_lam) == pytest.approx(-4 * D * kappa * (pi - alpha), rel=1e-6)
+    assert flows.get("drmmd").two_atom(D, pi, alpha, big_lam) == pytest.approx(-4 * D * kappa * (pi - alpha), rel=1e-6)
 
 
 def test_one_newton_step_from_b_gives_the_drmmd_coefficients(clouds):

@@ -38,7 +38,7 @@ import numpy as np
 from ..backend import array_namespace, to_numpy
 from . import Flow, register
 from ._common import KERNELS, bandwidths, log_weights, one_of, positive_floats, positive_int, set_frozen
-from .kale import SOLVERS, TargetKernel, length_scale, positive_float, spd_solve
+from .kale import SOLVERS, TargetKernel, length_scale, positive_float, single_gaussian, spd_solve
 from .mmd import kernel_pull
 
 
@@ -135,27 +135,28 @@ def energy(x, y, a, b, params: Params, ctx):
 
 
 def two_atom(D, pi, alpha, params) -> float:
-    """DrMMD velocity (first axis) at the overcrowded atom of atoms at ``-D/2``, ``+D/2`` (docs/math.md#two-atoms).
+    """DrMMD velocity (first axis) at the overcrowded atom of atoms at ``-D``, ``+D`` (docs/math.md#two-atoms).
 
-    Target masses ``(pi, 1-pi)``, particle masses ``(alpha, 1-alpha)`` on
-    (left, right), ``kappa = exp(-D^2 / (2 sigma^2))``, ``alpha <= pi``
-    (``alpha > pi`` mirrors it).  With ``delta = alpha - pi`` and
+    ``D`` is the half-separation, as in :mod:`wgfsim.analytic`.  Target masses
+    ``(pi, 1-pi)``, particle masses ``(alpha, 1-alpha)`` on (left, right),
+    ``kappa = exp(-2 D^2 / sigma^2)``, ``alpha <= pi`` (``alpha > pi`` mirrors
+    it).  With ``delta = alpha - pi`` and
     ``Delta = (lambda + pi)(lambda + 1 - pi) - kappa^2 pi (1 - pi)``::
 
-        u = h*(-D/2) = delta (1 - kappa) (lambda + 1 - pi + kappa (1 - pi)) / Delta
-        v(+D/2) = -2 D kappa ((1 + lambda)/lambda) (pi (1 + u) - alpha)
+        u = h*(-D) = delta (1 - kappa) (lambda + 1 - pi + kappa (1 - pi)) / Delta
+        v(+D) = -4 D kappa ((1 + lambda)/lambda) (pi (1 + u) - alpha)
 
     NaN unless the kernel is one Gaussian bandwidth.
     """
-    if params.kernel != "gaussian" or math.isnan(length_scale(params)):
+    if not single_gaussian(params):
         return math.nan
     if alpha > pi:
         return -two_atom(D, 1.0 - pi, 1.0 - alpha, params)
     sigma, lam = length_scale(params), params.lambda_
-    kappa = math.exp(-D * D / (2.0 * sigma * sigma))
+    kappa = math.exp(-2.0 * D * D / (sigma * sigma))
     big_delta = (lam + pi) * (lam + 1.0 - pi) - kappa * kappa * pi * (1.0 - pi)
     u = (alpha - pi) * (1.0 - kappa) * (lam + 1.0 - pi + kappa * (1.0 - pi)) / big_delta
-    return -2.0 * D * kappa * ((1.0 + lam) / lam) * (pi * (1.0 + u) - alpha)
+    return -4.0 * D * kappa * ((1.0 + lam) / lam) * (pi * (1.0 + u) - alpha)
 
 
 FLOW = register(
@@ -168,6 +169,7 @@ FLOW = register(
         summary="DrMMD flow: the mmd field with targets b + gamma, closed-form witness (Chen et al. 2025; Gretton et al. Sec. 4.2)",
         field_at=field_at,
         length_scale=length_scale,
+        options_at_scale=lambda s: {"bandwidth": s},
         hyper="bandwidth",
         two_atom=two_atom,
         doc="docs/flows/drmmd.md",

@@ -361,36 +361,42 @@ def energy(x, y, a, b, params: Params, ctx):
 
 
 def length_scale(params) -> float:
-    """The kernel bandwidth (sigma or h) when there is one fixed bandwidth, else NaN."""
+    """The largest kernel bandwidth (sigma or h), as for ``mmd``; NaN for ``"median"`` (data-dependent)."""
     bw = params.bandwidth
-    return float(bw[0]) if isinstance(bw, tuple) and len(bw) == 1 else math.nan
+    return math.nan if isinstance(bw, str) else float(max(bw))
+
+
+def single_gaussian(params) -> bool:
+    """One fixed Gaussian bandwidth: where the two-atom closed forms hold (k(x, x) = 1)."""
+    return params.kernel == "gaussian" and not isinstance(params.bandwidth, str) and len(params.bandwidth) == 1
 
 
 def two_atom(D, pi, alpha, params) -> float:
-    """KALE velocity (first axis) at the overcrowded atom of atoms at ``-D/2``, ``+D/2`` (docs/math.md#two-atoms).
+    """KALE velocity (first axis) at the overcrowded atom of atoms at ``-D``, ``+D`` (docs/math.md#two-atoms).
 
-    Target masses ``(pi, 1-pi)``, particle masses ``(alpha, 1-alpha)`` on
-    (left, right); ``kappa = exp(-D^2 / (2 sigma^2))``.  The dual collapses to
-    two unknowns ``beta_L, beta_R`` (the solve of this module on the two atoms),
-    and with ``alpha <= pi`` the right atom is overcrowded::
+    ``D`` is the half-separation, as in :mod:`wgfsim.analytic`.  Target masses
+    ``(pi, 1-pi)``, particle masses ``(alpha, 1-alpha)`` on (left, right);
+    ``kappa = exp(-2 D^2 / sigma^2)``.  The dual collapses to two unknowns
+    ``beta_L, beta_R`` (the solve of this module on the two atoms), and with
+    ``alpha <= pi`` the right atom is overcrowded::
 
-        v(+D/2) = -D kappa ((1 + lambda)/lambda) (beta_L - alpha)
+        v(+D) = -2 D kappa ((1 + lambda)/lambda) (beta_L - alpha)
 
     ``alpha > pi`` mirrors it.  NaN unless the kernel is one Gaussian bandwidth.
     """
-    if params.kernel != "gaussian" or math.isnan(length_scale(params)):
+    if not single_gaussian(params):
         return math.nan
     if alpha > pi:
         return -two_atom(D, 1.0 - pi, 1.0 - alpha, params)
     from . import Context
 
-    pts = np.array([[-0.5 * D], [0.5 * D]])
+    pts = np.array([[-D], [D]])
     p = Params(**{**params.__dict__, "solver": "dense", "warm_start": False, "noise": 0.0})
     _, sol = solve(pts, pts, np.array([alpha, 1.0 - alpha]), np.array([pi, 1.0 - pi]), p, Context("numpy", np.random.default_rng(0)))
     sigma = length_scale(params)
-    kappa = math.exp(-D * D / (2.0 * sigma * sigma))
+    kappa = math.exp(-2.0 * D * D / (sigma * sigma))
     lam = params.lambda_
-    return -D * kappa * ((1.0 + lam) / lam) * (float(to_numpy(sol.beta)[0]) - alpha)
+    return -2.0 * D * kappa * ((1.0 + lam) / lam) * (float(to_numpy(sol.beta)[0]) - alpha)
 
 
 FLOW = register(
@@ -403,6 +409,7 @@ FLOW = register(
         summary="KALE flow: the mmd field with dual-reweighted targets beta* (Glaser et al. 2021; Gretton et al. Sec. 4.2)",
         field_at=field_at,
         length_scale=length_scale,
+        options_at_scale=lambda s: {"bandwidth": s},
         hyper="bandwidth",
         two_atom=two_atom,
         doc="docs/flows/kale.md",
