@@ -149,6 +149,10 @@ SWEEP_SHAPES = [
 DEFAULT_SHAPES = [gpu.FastTuning(rows=2, k=8, tile=256, block=128), gpu.FastTuning(rows=1, k=16, tile=512, block=256, lazy=True)]
 
 
+def shape_id(t):
+    return f"{'lazy' if t.lazy else 'max'}-rows{t.rows}-k{t.k}-block{t.block}-tile{t.tile}"
+
+
 def _check_shape(runtime, rng, monkeypatch, shape, dtype=np.float32):
     monkeypatch.setitem(gpu._FAST_TUNING, (np.dtype(dtype).name, 2), shape)
     x = rng.normal(size=(300, 2))  # 300 rows: a partial last block whatever the shape
@@ -159,14 +163,14 @@ def _check_shape(runtime, rng, monkeypatch, shape, dtype=np.float32):
     check(runtime, x, x, g[:300], 0.4, "euclidean", True, True, dtype)
 
 
-@pytest.mark.parametrize("shape", DEFAULT_SHAPES, ids=str)
+@pytest.mark.parametrize("shape", DEFAULT_SHAPES, ids=shape_id)
 def test_launch_shapes_rows_per_thread_and_lazy(runtime, rng, monkeypatch, shape):
     # two rows per thread (a row stride of blockDim) and the lazy reference: no default tuning uses them
     _check_shape(runtime, rng, monkeypatch, shape)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shape", SWEEP_SHAPES, ids=str)
+@pytest.mark.parametrize("shape", SWEEP_SHAPES, ids=shape_id)
 def test_every_shape_the_sweep_can_choose(runtime, rng, monkeypatch, shape):
     _check_shape(runtime, rng, monkeypatch, shape)
 
