@@ -123,10 +123,15 @@ def test_column_split_equals_reference(runtime, rng, dtype):
         check(runtime, x, y, g, 0.3, "sqeuclidean", False, False, dtype, splits=splits)
         check(runtime, x, y, g, 0.3, "euclidean", False, True, dtype, splits=splits)
         check(runtime, x, y, g, 0.3, "euclidean", False, True, dtype, splits=splits, with_shift=False)
-    lone = np.full(3000, -np.inf)
-    lone[:150] = 0.0  # rows 0..149 see only their own column (y_i = x_i) among the first 150
-    xs = y[:150]
-    check(runtime, xs, xs, lone[:150], 0.3, "sqeuclidean", True, False, dtype, splits=1)
+    # y is x (1100 points, 5 tiles) with the diagonal masked: over 3 ranges, with -inf offsets, and
+    # with only column 5 admissible, so row 5 is empty in every range and the others see one column
+    xs = y[:1100]
+    gs = g[:1100].copy()
+    gs[::7] = -np.inf
+    check(runtime, xs, xs, gs, 0.3, "euclidean", True, True, dtype, splits=3)
+    lone = np.full(1100, -np.inf)
+    lone[5] = 0.0
+    check(runtime, xs, xs, lone, 0.3, "sqeuclidean", True, False, dtype, splits=3)
     gn = g.copy()
     gn[2900] = np.nan  # only the last range sees it
     lse, shift = runtime.lse_shift(x, y, gn, 0.3, dtype=dtype, splits=3)
