@@ -1,8 +1,13 @@
-"""Figures from a stored run group: the files written, their pixel sizes, and what is drawn against the file's values.
+"""Figures from stored files: the files written, their pixel sizes, and what is drawn against the file's values.
 
 The values drawn are read back from the matplotlib artists and compared with
-the file read by h5py, not with anything wgfsim computed.
+the file read by h5py (and with NumPy histograms of those values), not with
+anything wgfsim computed.  Every file here is written with the store's
+writer from hand-made samples, so the truths are known by construction.
 """
+
+import json
+import tomllib
 
 import h5py
 import matplotlib.image
@@ -12,7 +17,7 @@ from matplotlib.collections import PathCollection
 from matplotlib.quiver import Quiver
 
 from wgfsim import plots
-from wgfsim.store import RunStore, open_run
+from wgfsim.io import RunStore, open_run
 
 N, STEPS, STEP_SIZE = 40, [0, 10, 20], 0.1
 METRICS = ("mmd2", "w2")  # energy_distance, sinkhorn, energy and velocity_rms are never written
@@ -35,6 +40,7 @@ steps = 20
 step_size = 0.1
 record_every = 10
 """
+PNG = b"\x89PNG\r\n\x1a\n"  # the first 8 bytes of every PNG file
 N_LEFT = 24  # target points built on the left mode (centre (-2, 0)): its mass is 24/64
 
 
@@ -53,7 +59,8 @@ def stored(tmp_path_factory):
         tmp_path_factory.mktemp("plots") / "pt.h5",
         run_coords={"flow": ["mmd", "mmd"], "method": ["particles", "generator"], "seed": [0, 0], "bandwidth": [0.5, 0.5]},
         n_particles=N, dim=2, mode_names=["left", "right"], target=two_mode_points(rng, N_LEFT, 64),
-        reference=two_mode_points(rng, 32, 64), attrs={"scenario": SCENARIO}, record_velocity=True,
+        reference=two_mode_points(rng, 32, 64), attrs={"scenario": SCENARIO, "scenario_name": "plot_test"},
+        record_velocity=True, metrics=METRICS + ("loss",), mode_centres=[[-2.0, 0.0], [2.0, 0.0]],
     )
     for i, step in enumerate(STEPS):
         for run in (0, 1):
@@ -81,6 +88,7 @@ def test_plot_all_writes_each_figure_at_its_size(ds, tmp_path):
     makers = {"snapshots": plots.snapshots, "metrics": plots.metric_curves,
               "mode_mass": plots.mode_mass_curves, "velocity": plots.velocity_quiver}
     for path in paths:
+        assert path.read_bytes()[:8] == PNG
         assert path.stat().st_size > 10_000
         img = matplotlib.image.imread(path)
         width, height = makers[path.stem.removeprefix("plot_test_")](ds).get_size_inches() * plots.DPI
@@ -128,15 +136,32 @@ def _target_line(ds):
     return [line.get_ydata()[0] for ax in fig.axes for line in ax.get_lines() if line.get_gid() == "target"]
 
 
-def test_mode_mass_reference_from_the_runner_attributes(ds):
-    """The runner stores centres and target masses as JSON text; without them (and no scenario) no line."""
-    ds = ds.copy()
-    del ds.attrs["scenario"]
-    assert _target_line(ds) == []
-    ds.attrs["mode_centres"] = "[[-2.0, 0.0], [2.0, 0.0]]"
+def test_mode_mass_reference_comes_from_the_stored_variables(ds):
+    """No centres and no target masses in the file: no line; the centres alone: the target sample's nearest-centre masses."""
+    assert "target_mode_mass" not in ds
+    assert _target_line(ds.drop_vars("mode_centre")) == []
     np.testing.assert_allclose(_target_line(ds), [N_LEFT / 64, 1 - N_LEFT / 64])
-    ds.attrs["target_mode_mass"] = "[0.3, 0.7]"
-    np.testing.assert_allclose(_target_line(ds), [0.3, 0.7])
+    with_masses = ds.assign(target_mode_mass=("mode", np.array([0.3, 0.7])))
+    np.testing.assert_allclose(_target_line(with_masses), [0.3, 0.7])
+
+
+def test_plotting_never_reads_the_scenario_text(ds, tmp_path, monkeypatch):
+    """A file whose scenario text is garbage plots the same figures; no TOML or scenario parser is called."""
+    import wgfsim.scenario
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a figure parsed the scenario text")
+
+    monkeypatch.setattr(tomllib, "loads", refuse)
+    monkeypatch.setattr(wgfsim.scenario, "loads", refuse)
+    monkeypatch.setattr(wgfsim.scenario, "load", refuse)
+    garbled = ds.copy()
+    garbled.attrs["scenario"] = "name = [[[ not toml"
+    paths = plots.plot_all(garbled, tmp_path)
+    assert sorted(p.name for p in paths) == sorted(f"plot_test_{w}.png" for w in ("snapshots", "metrics", "mode_mass", "velocity"))
+    np.testing.assert_allclose(_target_line(garbled), [N_LEFT / 64, 1 - N_LEFT / 64])
+    gif = plots.animate(garbled, tmp_path / "a.gif", max_frames=2, progress=False)
+    assert gif.read_bytes()[:6] == b"GIF89a"
 
 
 def test_snapshots_and_quiver_draw_the_stored_points(stored, ds):
@@ -162,7 +187,7 @@ def test_partial_1d_file_without_modes_velocity_or_metrics(tmp_path):
     st = RunStore.create(
         tmp_path / "bare.h5", run_coords={"flow": ["sliced"], "method": ["particles"], "seed": [3]},
         n_particles=30, dim=1, mode_names=0, target=rng.normal(size=(50, 1)), reference=rng.normal(size=(20, 1)),
-        attrs={},
+        attrs={}, metrics=("mmd2",),
     )
     for i in range(3):
         st.write_record(0, i, {"step": i, "t": 0.5 * i, "position": rng.normal(size=(30, 1)), "mmd2": 0.1 / (i + 1)})
@@ -178,3 +203,155 @@ def test_partial_1d_file_without_modes_velocity_or_metrics(tmp_path):
     with pytest.raises(ValueError, match="mode_mass"):
         plots.mode_mass_curves(ds)
     st.close()
+
+
+# ------------------------------------------------------------------ sweep folders
+
+SWEEP = """name = "grid_test"
+[target]
+kind = ["moons", "checkerboard"]
+n = 300
+[init]
+kind = "gaussian"
+dim = 2
+n = 50
+[[flow]]
+name = "mmd"
+bandwidth = [0.5, 2.0]
+[[flow]]
+name = "sliced"
+n_projections = [4, 16, 64]
+[run]
+methods = ["particles"]
+steps = 10
+step_size = 0.1
+record_every = 5
+seeds = [0, 1]
+"""
+SWEEP_STEPS = [0, 5, 10]
+CENTRE = {"moons": (0.0, 0.0), "checkerboard": (3.0, -1.0)}  # where each target's hand-made sample sits
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """The sweep folder of SWEEP as the sweep writes it (sweep.json from wgfsim.sweep.plan), points hand-made.
+
+    Point k's samples are Gaussian about its target's centre with std 0.2 + 0.1 k,
+    so every panel differs; its mmd2 at record i is (k + 1) / (i + 1) / 100.
+    """
+    from wgfsim.scenario import loads
+    from wgfsim.sweep import MANIFEST, plan
+
+    out = tmp_path_factory.mktemp("sweep") / "grid_test"
+    out.mkdir()
+    planned, manifest = plan(loads(SWEEP))
+    (out / MANIFEST).write_text(json.dumps(manifest, default=repr))
+    rng = np.random.default_rng(3)
+    for k, pp in enumerate(planned):
+        c = pp.coords
+        kind = c["target.kind"]
+        hyper_key = "bandwidth" if c["flow"] == "mmd" else "n_projections"
+        st = RunStore.create(
+            out / pp.file, run_coords={"flow": [c["flow"]], "method": ["particles"], "seed": [c["seed"]],
+                                       "target.kind": [kind], hyper_key: [c[hyper_key]]},
+            n_particles=50, dim=2, mode_names=0, target=rng.normal(CENTRE[kind], 0.5, size=(300, 2)),
+            reference=rng.normal(CENTRE[kind], 0.5, size=(40, 2)), metrics=("mmd2",),
+            attrs={"scenario": "garbage [[", "scenario_name": "grid_test"},
+            run_text={"flow_params": [json.dumps({"flow": c["flow"], hyper_key: c[hyper_key]})]},
+        )
+        for i, step in enumerate(SWEEP_STEPS):
+            st.write_record(0, i, {"step": step, "t": 0.1 * step, "mmd2": (k + 1) / (i + 1) / 100,
+                                   "position": rng.normal(CENTRE[kind], 0.2 + 0.1 * k, size=(50, 2))})
+        st.finish()
+    return out, planned
+
+
+def _point_files(sweep_dir):
+    out, planned = sweep_dir
+    return {pp.file: pp.coords for pp in planned}
+
+
+def test_sample_grid_draws_the_final_samples_of_each_point(sweep_dir):
+    """One figure per target; rows: flows; columns: target, then the hyper-parameter values; pixels: 2-D histograms."""
+    out, planned = sweep_dir
+    ds = plots.sweeps.open_sweep(out)
+    figures = dict(plots.sample_grid(ds))
+    assert list(figures) == ["moons", "checkerboard"]
+    files = list(ds["file"].values)
+    for kind, fig in figures.items():
+        drawn = [ax for ax in fig.axes if ax.get_visible() and ax.get_gid()]
+        titles = [ax.get_title() for ax in drawn]
+        assert titles == ["bandwidth=0.5", "bandwidth=2", "n_projections=4", "n_projections=16", "n_projections=64"]
+        for ax in drawn:
+            i = int(ax.get_gid().removeprefix("point="))
+            coords = _point_files(sweep_dir)[files[i]]
+            assert coords["target.kind"] == kind and coords["seed"] == 0  # the smallest seed
+            (image,) = ax.images
+            x0, x1, y0, y1 = image.get_extent()
+            with h5py.File(out / files[i], "r") as h:
+                last = h["position"][0, -1]  # (particle, dim): the final record
+            expected, _, _ = np.histogram2d(last[:, 0], last[:, 1], bins=plots.sweeps.BINS, range=[[x0, x1], [y0, y1]])
+            np.testing.assert_array_equal(np.asarray(image.get_array()).T, expected)
+        # the first column is the target sample of this kind
+        (target_ax,) = [ax for ax in fig.axes if ax.get_title() == "target"]
+        x0, x1, y0, y1 = target_ax.images[0].get_extent()
+        assert x0 < CENTRE[kind][0] < x1 and y0 < CENTRE[kind][1] < y1
+
+
+def test_final_metric_against_the_length_scale(sweep_dir):
+    """mmd against its bandwidth (its length scale); sliced dashed against n_projections; y: the mean over seeds."""
+    out, planned = sweep_dir
+    fig = plots.final_metric_figure(plots.sweeps.open_sweep(out))
+    finals = {}
+    for pp in planned:
+        with h5py.File(out / pp.file, "r") as h:
+            c = pp.coords
+            value = c.get("bandwidth", c.get("n_projections"))
+            finals.setdefault((c["target.kind"], c["flow"], float(value)), []).append(h["mmd2"][0, -1])
+    panels = [ax for ax in fig.axes if ax.get_title() in ("moons", "checkerboard")]
+    assert len(panels) == 2
+    for ax in panels:
+        kind = ax.get_title()
+        lines = {line.get_gid(): line for a in fig.axes if a.bbox.bounds == ax.bbox.bounds for line in a.get_lines()
+                 if line.get_gid()}
+        for flow, values in (("mmd", [0.5, 2.0]), ("sliced", [4.0, 16.0, 64.0])):
+            line = lines[f"{flow}|particles"]
+            np.testing.assert_allclose(line.get_xdata(), values)
+            np.testing.assert_allclose(line.get_ydata(), [np.mean(finals[(kind, flow, v)]) for v in values])
+            assert line.get_linestyle() == ("-" if flow == "mmd" else "--")
+
+
+def test_sweep_with_a_missing_point_still_plots(sweep_dir, tmp_path):
+    """Remove a point's file: the sweep's figures are still written, that panel grey and marked missing."""
+    import shutil
+
+    out, planned = sweep_dir
+    copy = tmp_path / "grid_test"
+    shutil.copytree(out, copy)
+    gone = next(pp for pp in planned if pp.coords["flow"] == "sliced" and pp.coords["n_projections"] == 16
+                and pp.coords["target.kind"] == "checkerboard" and pp.coords["seed"] == 0)
+    (copy / gone.file).unlink()
+    ds = plots.sweeps.open_sweep(copy)
+    fig = dict(plots.sample_grid(ds))["checkerboard"]
+    (panel,) = [ax for ax in fig.axes if ax.get_title() == "n_projections=16"]
+    assert [t.get_text() for t in panel.texts] == ["missing\n(no file)"] and not panel.images
+    paths = plots.plot_sweep(ds, tmp_path / "figs")
+    assert [p.name for p in paths] == ["grid_test_samples_moons.png", "grid_test_samples_checkerboard.png",
+                                       "grid_test_final_mmd2.png"]
+    assert all(p.read_bytes()[:8] == PNG for p in paths)
+
+
+def test_cli_plot_and_info_on_a_sweep_folder(sweep_dir, tmp_path, capsys):
+    from wgfsim import cli
+
+    out, planned = sweep_dir
+    assert cli.main(["plot", str(out), "-o", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["grid_test_samples_moons.png", "grid_test_samples_checkerboard.png", "grid_test_final_mmd2.png"])
+    capsys.readouterr()
+    assert cli.main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{len(planned)} point(s)" in text and "status: complete 20" in text
+    assert "  bandwidth: 0.5, 2 (8 points)" in text and "  n_projections: 4, 16, 64 (12 points)" in text
+    assert cli.main(["plot", str(out), "--animate"]) == 2
+    assert "sweep folder" in capsys.readouterr().err
