@@ -128,7 +128,7 @@ def test_kill_and_resume_gives_the_identical_dataset(tmp_path):
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "killed"
     proc = subprocess.Popen([*WGFSIM, "run", str(scenario), "-o", str(out), "-q", "--no-plots"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ckpt = out / "resume.ckpt" / "run1.pkl"  # the second run has started: the first is complete
+    ckpt = out / "resume.ckpt" / "run1.npz"  # the second run has started: the first is complete
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

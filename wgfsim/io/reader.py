@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .schema import RUN_COORDS, RUN_TEXT_VARS, SCALAR_METRICS, SchemaError, check_version
+from .schema import RUN_COORDS, RUN_TEXT_VARS, SchemaError, check_version
 
 __all__ = ["open_run", "open_sweep", "read_file", "run_index", "resolve_path"]
 
@@ -300,7 +300,7 @@ def open_sweep(out_dir, *, layout: str = "grid", variables: Sequence[str] | None
         Attributes: the first file's, plus ``sweep_dir``, ``sweep_keys`` and
         ``sweep_layout``.
     """
-    from ..sweep import MANIFEST, read_manifest
+    from .manifest import MANIFEST, read_manifest
 
     layouts = ("grid", "runs", "points")
     if layout not in layouts:
