@@ -1,4 +1,4 @@
-"""The one primitive: fused log-sum-exp and barycentre over pairs (FLOWS.md, "The one primitive").
+"""The one primitive: fused log-sum-exp and barycentre over pairs (docs/math.md#primitive).
 
 For points ``x`` (N, d), ``y`` (M, d), column offsets ``g`` (M,) and the logits
 ``l(x, y) = -c(x, y) / eps`` of a cost (``sqeuclidean``: ``|x-y|^2/2``,
@@ -75,7 +75,7 @@ def distance_sums(x, y, *, backend="auto"):
 
 
 def lse_bary(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, backend="auto"):
-    """``(lse (N,), bary (N, d))`` of FLOWS.md: ``bary_i = sum_j softmax_j(g_j + l(x_i, y_j)) y_j``."""
+    """``(lse (N,), bary (N, d))`` of docs/math.md#primitive: ``bary_i = sum_j softmax_j(g_j + l(x_i, y_j)) y_j``."""
     lse_, shift = lse_shift(x, y, g, eps=eps, cost=cost, exclude_diagonal=exclude_diagonal, backend=backend)
     return lse_, x + shift
 
