@@ -50,7 +50,10 @@ from typing import Any, NoReturn, Sequence
 from . import flows as _flows
 from . import targets as _targets
 from .backend import BACKENDS
-from .generator.train import LR_SCHEDULES
+from .errors import OptionError
+from .generator.mlp import ACTIVATIONS as _ACTIVATIONS
+from .generator.mlp import MLPConfig
+from .generator.train import TrainConfig
 
 __all__ = [
     "ScenarioError",
@@ -73,7 +76,7 @@ __all__ = [
 METHODS = ("particles", "generator")
 METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2", "mode_mass", "energy", "velocity_rms")
 DTYPES = ("float64", "float32")
-ACTIVATIONS = ("silu", "relu", "tanh", "gelu")
+ACTIVATIONS = tuple(_ACTIVATIONS)
 DEFAULT_N = 1024  # samples / particles when [target] or [init] gives no n
 
 
@@ -173,28 +176,28 @@ class MetricsSpec:
     w2_max_points: int = 2000
 
 
-@dataclass(frozen=True)
-class GeneratorSpec:
-    """The ``[generator]`` table: the amortized one-step generator's settings.
+# generator settings a scenario may give: the generator's own configs, less what the run sets
+# (the data dimension, the minibatch, the schedule's length), plus eval_n
+_MLP_FIELDS = tuple(f for f in dataclasses.fields(MLPConfig) if f.name != "out_dim")
+_TRAIN_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if f.name not in ("mlp", "minibatch", "total_steps"))
 
-    ``drift_step`` is eta, the scale of the drift the generator regresses on;
-    ``eval_n`` (samples drawn for metrics) defaults to the init's n;
-    ``lr_schedule`` ("constant" or "cosine" over ``run.steps``) and
-    ``ema_decay`` (a moving average of the parameters, sampled at records)
-    are passed to :class:`wgfsim.generator.TrainConfig`.
-    """
+GeneratorSpec = dataclasses.make_dataclass(
+    "GeneratorSpec",
+    [(f.name, f.type, dataclasses.field(default=f.default)) for f in _MLP_FIELDS + _TRAIN_FIELDS]
+    + [("eval_n", "int | None", dataclasses.field(default=None))],
+    frozen=True,
+)
+GeneratorSpec.__module__ = __name__
+GeneratorSpec.__doc__ = """The ``[generator]`` table: the amortized one-step generator's settings.
 
-    latent_dim: int = 16
-    width: int = 256
-    depth: int = 4
-    activation: str = "silu"
-    learning_rate: float = 1e-3
-    inner_steps: int = 1
-    batch_size: int = 256
-    drift_step: float = 1.0
-    eval_n: int | None = None
-    lr_schedule: str = "constant"
-    ema_decay: float = 0.0
+Its fields are those of :class:`wgfsim.generator.mlp.MLPConfig` (``latent_dim``,
+``width``, ``depth``, ``activation``) and :class:`wgfsim.generator.TrainConfig`
+(``learning_rate``, ``inner_steps``, ``batch_size``, ``drift_step``,
+``lr_schedule``, ``ema_decay``), with their defaults, derived from them so the
+two never drift apart; plus ``eval_n`` (samples drawn for metrics, default the
+init's n).  The run supplies the data dimension, the minibatch and the
+schedule's length (``run.steps``).
+"""
 
 
 @dataclass(frozen=True)
@@ -555,9 +558,6 @@ def _flow_table(chk: _Checker, entry, i: int) -> FlowSpec:
     return FlowSpec(name=name, options=options)
 
 
-_FLOW_MSG = re.compile(r"^(?:\w+: )?option '(\w+)' expected (.*), got (.*)$", re.S)
-
-
 def _check_flow_params(chk: _Checker, i: int, spec: FlowSpec, params: dict, index: dict[str, int]) -> None:
     """Validate one expanded point with the flow's own Params; blame the option that fails."""
     try:
@@ -577,11 +577,9 @@ def _check_flow_params(chk: _Checker, i: int, spec: FlowSpec, params: dict, inde
         path += f".{culprit}"
         if culprit in index:
             path += f"[{index[culprit]}]"
-    text = str(whole)
-    match = _FLOW_MSG.match(text)
-    if match:
-        chk.fail(path, f"got {match.group(3)}", f"{match.group(2)} (flow {spec.name!r})")
-    chk.fail(path, text.removeprefix(f"{spec.name}: "))
+    if isinstance(whole, OptionError):
+        chk.fail(path, f"got {_show(whole.value)}", f"{whole.expected} (flow {spec.name!r})")
+    chk.fail(path, str(whole).removeprefix(f"{spec.name}: "))
 
 
 def _run(chk: _Checker, data: dict) -> RunSpec:
@@ -658,26 +656,22 @@ def _generator(chk: _Checker, data: dict, methods: tuple[str, ...], init_n: int)
         return None
     table = chk.table(data.get("generator", {}), "generator", "width = 256, depth = 4")
     chk.keys(table, "generator", _GENERATOR)
-    defaults = GeneratorSpec()
     values: dict[str, Any] = {}
+    mlp_keys = {f.name for f in _MLP_FIELDS}
     for key, value in table.items():
         path = f"generator.{key}"
-        default = getattr(defaults, key)
-        if key == "activation":
-            values[key] = chk.choice(value, path, ACTIVATIONS, "activation")
-        elif key == "lr_schedule":
-            values[key] = chk.choice(value, path, LR_SCHEDULES, "schedule")
-        elif key == "ema_decay":
-            expected = "a number in [0, 1) (0: no moving average)"
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                chk.fail(path, f"got {_show(value)}", expected)
-            if not 0 <= value < 1:
-                chk.fail(path, f"got {value!r}", expected)
-            values[key] = float(value)
-        elif isinstance(default, float):
-            values[key] = chk.positive(value, path)
-        else:  # the int-valued settings (eval_n's default None stands for "init n")
+        if key == "eval_n":
             values[key] = chk.integer(value, path)
+            continue
+        try:  # the generator's own configs judge their options
+            if key in mlp_keys:
+                MLPConfig(out_dim=1, **{key: value})
+            else:
+                TrainConfig(mlp=MLPConfig(out_dim=1), total_steps=1, **{key: value})
+        except OptionError as err:
+            chk.fail(path, f"got {_show(value)}", err.expected)
+        default = getattr(GeneratorSpec(), key)
+        values[key] = float(value) if isinstance(default, float) else value
     values.setdefault("eval_n", init_n)
     return GeneratorSpec(**values)
 

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from ..errors import OptionError
+
 from ..backend import array_namespace, to_numpy
 from ..primitives import COSTS, dense
 
@@ -50,33 +52,33 @@ def positive_floats(flow: str, option: str, value, allow_median: bool = False, l
     lo, hi, why = limits if limits is not None else RANGES.get(option, (0.0, math.inf, ""))
     values = value if isinstance(value, (list, tuple)) else [value]
     if len(values) == 0:
-        raise ValueError(f"{flow}: option {option!r} expected a positive number or a non-empty list of them, got []")
+        raise OptionError(flow, option, value, "a positive number or a non-empty list of them")
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or v <= 0:
             expected = "a positive number, a list of them" + (', or "median"' if allow_median else "")
-            raise ValueError(f"{flow}: option {option!r} expected {expected}, got {value!r}")
+            raise OptionError(flow, option, value, expected)
         if not lo <= v <= hi:
-            raise ValueError(f"{flow}: option {option!r} expected numbers in [{lo:g}, {hi:g}] ({why}), got {value!r}")
+            raise OptionError(flow, option, value, f"numbers in [{lo:g}, {hi:g}] ({why})")
         out.append(float(v))
     return tuple(out)
 
 
 def one_of(flow: str, option: str, value, choices):
     if value not in choices:
-        raise ValueError(f"{flow}: option {option!r} expected one of {tuple(choices)}, got {value!r}")
+        raise OptionError(flow, option, value, f"one of {tuple(choices)}")
     return value
 
 
 def boolean(flow: str, option: str, value):
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{flow}: option {option!r} expected true or false, got {value!r}")
+        raise OptionError(flow, option, value, "true or false")
     return bool(value)
 
 
 def positive_int(flow: str, option: str, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{flow}: option {option!r} expected a positive integer, got {value!r}")
+        raise OptionError(flow, option, value, "a positive integer")
     return int(value)
 
 

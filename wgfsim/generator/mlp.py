@@ -48,6 +48,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import OptionError
+
 from ..backend import array_namespace
 
 __all__ = ["MLPConfig", "ACTIVATIONS", "init_params", "param_names", "forward", "backward", "apply", "n_params"]
@@ -125,7 +127,7 @@ ACTIVATIONS: dict[str, Activation] = {
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"mlp: option {name!r} expected an integer >= {minimum}, got {value!r}")
+        raise OptionError("mlp", name, value, f"an integer >= {minimum}")
     return int(value)
 
 
@@ -159,7 +161,7 @@ class MLPConfig:
         _positive_int("width", self.width)
         _positive_int("depth", self.depth, minimum=0)
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"mlp: option 'activation' expected one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
+            raise OptionError("mlp", "activation", self.activation, f"one of {tuple(ACTIVATIONS)}")
 
 
 def param_names(cfg: MLPConfig) -> list[str]:

@@ -50,6 +50,7 @@ import numpy as np
 
 from ..backend import array_namespace, to_numpy
 from ..flows import Field
+from ..errors import OptionError
 from ..snapshot import dumps, loads, restore_field, rng_from, rng_state, save_field
 from .adam import AdamState, adam_init, adam_step
 from .mlp import ACTIVATIONS, MLPConfig, apply, backward, forward, init_params
@@ -73,11 +74,14 @@ LR_SCHEDULES = ("constant", "cosine")
 
 
 def _check_number(name, value, *, positive=True, integer=False, allow_zero=False):
+    kind = "integer" if integer else "number"
+    qualifier = "non-negative " if allow_zero else "positive " if positive else ""
+    expected = f"a {qualifier}{kind}"
     ok_type = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     if isinstance(value, bool) or not isinstance(value, ok_type) or not math.isfinite(value):
-        raise ValueError(f"generator: option {name!r} expected a {'integer' if integer else 'number'}, got {value!r}")
+        raise OptionError("generator", name, value, expected)
     if positive and not (value > 0 or (allow_zero and value == 0)):
-        raise ValueError(f"generator: option {name!r} expected a {'non-negative' if allow_zero else 'positive'} value, got {value!r}")
+        raise OptionError("generator", name, value, expected)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,13 +137,13 @@ class TrainConfig:
         _check_number("drift_step", self.drift_step)
         _check_number("minibatch", self.minibatch, integer=True, allow_zero=True)
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"generator: option 'lr_schedule' expected one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+            raise OptionError("generator", "lr_schedule", self.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
         _check_number("total_steps", self.total_steps, integer=True, allow_zero=True)
         if self.lr_schedule == "cosine" and self.total_steps == 0:
-            raise ValueError("generator: option 'total_steps' expected a positive integer with lr_schedule = 'cosine', got 0")
+            raise OptionError("generator", "total_steps", 0, "a positive integer with lr_schedule = 'cosine'")
         _check_number("ema_decay", self.ema_decay, allow_zero=True)
         if not self.ema_decay < 1:
-            raise ValueError(f"generator: option 'ema_decay' expected a number in [0, 1), got {self.ema_decay!r}")
+            raise OptionError("generator", "ema_decay", self.ema_decay, "a number in [0, 1) (0: no moving average)")
 
     def learning_rate_at(self, step: int) -> float:
         """The Adam step size of outer step ``step`` (0-based) under :attr:`lr_schedule`."""
