@@ -217,6 +217,7 @@ def test_large_lambda_gives_the_mmd_field(clouds, name, factor):
     assert wgfsim.energy(name, x, y, lambda_=1e4, bandwidth=SIGMA) / limit == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.truth("kale", "drmmd")
 @pytest.mark.parametrize("lam", [0.01, 0.1, 1.0, 10.0])
 def test_one_particle_one_target_closed_forms(lam):
     x, y = np.array([[0.3, -0.2]]), np.array([[0.9, 0.4]])

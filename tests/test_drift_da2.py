@@ -92,6 +92,7 @@ def assert_close(got, ref, rtol):
 
 # ---------------------------------------------------------------- the official code
 
+@pytest.mark.truth("drift_da2")
 @pytest.mark.parametrize("d", [1, 2, 3, 17])
 @pytest.mark.parametrize("temperatures", [(0.05,), OFFICIAL_T], ids=["one_T", "three_T"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["uniform", "weighted"])
@@ -121,6 +122,7 @@ def test_official_floor_changes_the_field_at_order_one(rng):
 
 # ---------------------------------------------------------------- the paper's Algorithm 2 (defaults)
 
+@pytest.mark.truth("drift_da2")
 @pytest.mark.parametrize("d", [1, 2, 5])
 @pytest.mark.parametrize("cost", ["euclidean", "sqeuclidean"])
 def test_default_is_algorithm2(rng, d, cost):

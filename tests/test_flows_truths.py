@@ -25,6 +25,7 @@ def stacked_atoms(D, pi, alpha, n=40, m=50, dim=1):
 TWO_ATOM_CASES = [(D, s) for D in (0.5, 1.0, 1.5, 2.0) for s in (0.5, 1.0, 2.0)]
 
 
+@pytest.mark.truth("kl_kde")
 @pytest.mark.parametrize("D,sigma", TWO_ATOM_CASES)
 @pytest.mark.parametrize("dim", [1, 2])
 def test_two_atoms_kl_kde_exact(D, sigma, dim):
@@ -36,6 +37,7 @@ def test_two_atoms_kl_kde_exact(D, sigma, dim):
     np.testing.assert_allclose(v[:, 1:], 0.0, atol=1e-15)
 
 
+@pytest.mark.truth("sinkhorn_proxy")
 @pytest.mark.parametrize("D,sigma", TWO_ATOM_CASES)
 def test_two_atoms_sinkhorn_proxy_exact(D, sigma):
     pi, alpha = 0.6, 0.3
@@ -57,6 +59,7 @@ def test_two_atoms_kernel_flows_vanish_like_kappa():
         assert abs(kl) < 1e-10 * 2 * D  # the kernel flows cannot move mass between distant atoms
 
 
+@pytest.mark.truth("w2_exact")
 @pytest.mark.parametrize("D", [0.5, 3.0, 10.0])
 def test_two_atoms_w2_exact(D):
     pi, alpha = 0.6, 0.3
@@ -70,6 +73,7 @@ def test_two_atoms_w2_exact(D):
     np.testing.assert_allclose(vs[xs[:, 0] > 0, 0].mean(), analytic.two_atom_w2(D, 1.0, pi, alpha), rtol=1e-12)
 
 
+@pytest.mark.truth("sinkhorn")
 def test_two_atoms_sinkhorn_tends_to_w2():
     D, pi, alpha = 1.0, 0.6, 0.3
     x, y = np.array([[-D], [D]]), np.array([[-D], [D]])
@@ -157,6 +161,7 @@ def test_one_euler_step_decreases_the_energy_at_the_predicted_rate(rng, name, pa
 
 
 # ---------------------------------------------------------------- energies against independent libraries
+@pytest.mark.truth("mmd")
 def test_mmd2_energy_equals_dense_formula(rng):
     from scipy.spatial.distance import cdist
 
@@ -188,6 +193,7 @@ def test_sliced_energy_equals_pot_for_equal_sizes(rng):
     np.testing.assert_allclose(wgfsim.energy("sliced", x, y, rng=5, n_projections=40), swd**2, rtol=1e-12)
 
 
+@pytest.mark.truth("kl_kde_wgf")
 def test_kl_kde_wgf_energy_equals_quadrature_in_1d(rng):
     from scipy.integrate import quad
     from scipy.stats import norm
@@ -268,6 +274,7 @@ def test_w2_exact_velocity_is_the_assignment(rng):
     np.testing.assert_allclose(v[rows], y[cols] - x[rows], atol=1e-12)
 
 
+@pytest.mark.truth("sliced")
 def test_sliced_map_is_exact_in_one_dimension(rng):
     # in 1-D every direction is +-1 and the field is the monotone rearrangement, sorted to sorted
     x, y = rng.normal(size=(50, 1)), rng.exponential(size=(50, 1))

@@ -238,6 +238,18 @@ def field_at(z, x, y, a, b, params: Params, ctx):
     return _field(z, x, y, a, b, params, ctx.backend, self_rows=False)
 
 
+def length_scale(params: Params) -> float:
+    """The kernel's length at the largest temperature: ``T`` for ``exp(-|x-y|/T)``, ``sqrt(T)`` for the squared cost.
+
+    NaN with ``normalize_distances`` (the temperature is then in units of the
+    data's mean distance, known only with the data).
+    """
+    if params.normalize_distances:
+        return math.nan
+    t = float(max(params.temperatures))
+    return math.sqrt(t) if params.cost == "sqeuclidean" else t
+
+
 FLOW = register(
     Flow(
         name="drift_da2",
@@ -246,6 +258,9 @@ FLOW = register(
         weights=True,
         summary="Deng et al. Algorithm 2: jointly normalised drifting field",
         field_at=field_at,
+        length_scale=length_scale,
+        # the study's kernel: exp(-|x-y|^2 / (2 sigma^2)), the proxy's at eps = sigma^2
+        options_at_scale=lambda s: {"temperatures": s * s, "cost": "sqeuclidean"},
         hyper="temperatures",
         doc="docs/flows/drift_da2.md",
     )

@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace
-from . import Flow, register
+from . import Flow, register, sqrt_largest_epsilon
 from ._common import cost_of, log_weights, positive_floats, positive_int, set_frozen, weights
 
 
@@ -224,5 +224,9 @@ FLOW = register(
         energy=energy,
         energy_name="S_eps",
         summary="debiased Sinkhorn divergence flow (Gretton et al. eq. 26-27, 66)",
+        length_scale=sqrt_largest_epsilon,
+        options_at_scale=lambda s: {"epsilon": s * s},
+        hyper="epsilon",
+        doc="docs/flows/sinkhorn.md",
     )
 )
