@@ -1,6 +1,6 @@
 """Analysis: half-times, two-atom initial velocities, fields at arbitrary points, curl.
 
-Truths: the closed forms of FLOWS.md truth 1 (wgfsim.analytic), the exact
+Truths: the closed forms of docs/math.md#truth-1 (wgfsim.analytic), the exact
 gradient structure of MMD (v = -sigma^2 grad f), an independent dense NumPy
 construction of DA2's row for an evaluation point, and the closed-form curl of
 our reconstruction of Gretton et al.'s toy example.
@@ -211,7 +211,7 @@ def test_field_at_the_particles_is_their_velocity(cloud, flow, params):
 
 
 def _da2_row_dense(z, x, y, temperature, cost):
-    """FLOWS.md section 6 written out densely: z is an extra row; columns normalised over the particle rows."""
+    """docs/math.md#drift-da2 written out densely: z is an extra row; columns normalised over the particle rows."""
 
     def logits(a, b):
         d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)

@@ -1,4 +1,4 @@
-"""Every flow against the truths of FLOWS.md ("Truths every implementation is tested against")."""
+"""Every flow against the truths of docs/math.md#truths."""
 
 import numpy as np
 import pytest

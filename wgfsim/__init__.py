@@ -8,7 +8,7 @@ Public calls::
     wgfsim.lse_bary(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, backend="auto")
     wgfsim.open_run(path) -> xarray.Dataset;  wgfsim.open_sweep(folder) -> xarray.Dataset
 
-The math contract is FLOWS.md; every field is documented in ``docs/flows/``.
+The math contract is ``docs/math.md``; every field is documented in ``docs/flows/``.
 """
 
 __version__ = "0.1.0"

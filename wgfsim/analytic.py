@@ -1,4 +1,4 @@
-"""Closed forms the flows are tested against (FLOWS.md, "Truths", items 1 and 4).
+"""Closed forms the flows are tested against (docs/math.md#two-atoms, docs/math.md#gaussian-closure).
 
 Two atoms (Gretton et al. Section 3.3, Appendix D): target
 ``p = pi d_{-D} + (1-pi) d_{+D}``, model ``q = alpha d_{-D} + (1-alpha) d_{+D}``
@@ -50,7 +50,7 @@ def two_atom_kl_kde_asymptotic(D, sigma, pi, alpha):
 
 
 def two_atom_sinkhorn_proxy(D, sigma, pi, alpha):
-    """Sinkhorn-proxy field at +D with ``eps = sigma^2`` (exact, FLOWS.md Truth 1)."""
+    """Sinkhorn-proxy field at +D with ``eps = sigma^2`` (exact, docs/math.md#truth-1)."""
     k = kappa(D, sigma)
     cL = alpha + (1 - alpha) * k
     cR = alpha * k + (1 - alpha)

@@ -1,4 +1,4 @@
-"""Metrics of the particles against a held-out reference sample (ARCHITECTURE.md, ``metrics.py``).
+"""Metrics of the particles against a held-out reference sample (docs/math.md#metrics).
 
 Every pairwise sum goes through the fused primitives (:mod:`wgfsim.primitives`):
 no N x M array is ever formed here.  Particles ``x`` (N, d) and reference
@@ -170,7 +170,7 @@ def sinkhorn(
     """Debiased Sinkhorn divergence ``S_eps(q, p) = OT_eps(q,p) - OT_eps(q,q)/2 - OT_eps(p,p)/2``.
 
     ``OT_eps(a, b) = min_P <P, C> + eps KL(P | a x b)`` with the cost
-    ``C_ij = |x_i - y_j|^2 / 2`` (FLOWS.md section 4; Gretton et al. eq. 26),
+    ``C_ij = |x_i - y_j|^2 / 2`` (docs/math.md#sinkhorn; Gretton et al. eq. 26),
     evaluated by :func:`wgfsim.flows.sinkhorn.divergence` (log-domain Sinkhorn on
     the primitives).  ``S_eps -> W_2^2 / 2`` as ``eps -> 0``.
 

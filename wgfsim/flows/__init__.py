@@ -1,4 +1,4 @@
-"""The velocity fields, one module each, registered by name (FLOWS.md sections 1-8).
+"""The velocity fields, one module each, registered by name (docs/math.md, one section each).
 
 A flow is a frozen ``Params`` dataclass (its options, validated on
 construction) and a function ``velocity(x, y, a, b, params, ctx) -> v`` written

@@ -41,7 +41,7 @@ class Params:
 
 
 def mean_shift(x, y, log_nu, eps, cost, backend, exclude_diagonal=False):
-    """``B_eps[nu](x)`` (N, d): the mean shift of FLOWS.md eq. for B, one primitive call."""
+    """``B_eps[nu](x)`` (N, d): the mean shift of docs/math.md#kl-kde, one primitive call."""
     return primitives.lse_shift(x, y, log_nu, eps=eps, cost=cost, exclude_diagonal=exclude_diagonal, backend=backend)[1]
 
 

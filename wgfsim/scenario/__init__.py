@@ -1,7 +1,7 @@
 """Scenario files: TOML -> frozen, validated dataclasses (no side effects).
 
 A scenario names the target, the initial particles, the flows to compare and
-how to run them (ARCHITECTURE.md, "Scenario file")::
+how to run them (docs/user_guide.md, "Scenario files")::
 
     name = "two_modes_transfer"
     [target]      # kind + that kind's options (wgfsim.targets), n, seed (default 0)
