@@ -22,6 +22,10 @@ Kinds (options and defaults: :func:`options`):
 ``from_file``
     rows of a 2-D array in an ``.npy`` or HDF5 file.
 
+The module holds every kind with its own validation in one registry (about
+40-80 lines a kind, plus the header checks of ``from_file``); that is why it
+is longer than the other modules.
+
 Mode counts of ``two_modes`` and ``mixture`` are exact by default
 (``stratify = true``): with ``n`` points, mode ``k`` gets ``n w_k`` points
 rounded by largest remainder (for two modes, ``floor(w0 n + 1/2)`` on the

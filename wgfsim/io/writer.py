@@ -7,6 +7,10 @@ The variables, their dimensions, ``long_name`` and ``units`` are listed in
 :data:`wgfsim.io.schema.VARIABLES` (and ``docs/file_format.md``); only the
 scalar metrics a scenario asks for are created.
 
+The module is long because crash safety is one design (the shadow file,
+the atomic publish, the replay of the record the shadow lacks) that only
+holds if its pieces stay together; about a third of it is this explanation.
+
 ``time`` is unlimited and grows one record at a time.  Entries no record has
 written read as NaN (the fill value).  Global attributes: ``wgfsim_version``,
 ``wgfsim_schema``, ``start_time`` and ``end_time`` (ISO 8601, UTC), ``status``

@@ -1,4 +1,9 @@
-"""Loading a scenario: TOML text -> validated :class:`~.spec.Scenario`; every mistake found before any work."""
+"""Loading a scenario: TOML text -> validated :class:`~.spec.Scenario`; every mistake found before any work.
+
+It is long because it is the one place that checks every key of every
+section (with the file, the key path and a did-you-mean in each message);
+splitting the checks by section would scatter the one message grammar.
+"""
 
 from __future__ import annotations
 
