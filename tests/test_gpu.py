@@ -220,7 +220,7 @@ def _sparse_pointer(buf, first_row, width):
 
 
 @pytest.mark.parametrize("kernel", ["fast-2", "fast-8", "generic-17", "distance-3"])
-def test_rows_near_2_pow_31(rng, kernel):
+def test_emulated_launch_at_rows_near_2_pow_31(rng, kernel):
     # a sparse launch: N = the largest count gpu.py accepts, only the last blocks run, and the
     # arrays exist only for their rows.  Row offsets row * d past 2^31 must be 64-bit.
     from cuda_emulation import EMULATOR, compiler_available
