@@ -8,6 +8,19 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A stored run group made once per session: kl_kde and sinkhorn particles plus a kl_kde generator (1-D)."""
+    from scenarios import build
+
+    from wgfsim import runner, scenario
+
+    text = build(name="tiny_run", flow=[{"name": "kl_kde", "bandwidth": 0.5}, {"name": "sinkhorn", "epsilon": 0.1}],
+                 run={"methods": ["particles", "generator"]})
+    return runner.run_scenario(scenario.loads(text, source="<tiny_run>"), tmp_path_factory.mktemp("tiny_run"),
+                               progress=False)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20260514)

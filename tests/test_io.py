@@ -19,51 +19,12 @@ import wgfsim
 from wgfsim import diagnostics, scenario, sweep
 from wgfsim.io import SCHEMA_VERSION, SchemaError, open_run, open_sweep
 
-SWEEP = """
-name = "{name}"
-[target]
-kind = "two_modes"
-separation = 2.0
-weights = [0.7, 0.3]
-std = 0.1
-dim = 1
-n = 64
-[init]
-kind = "two_modes"
-separation = 2.0
-weights = [0.3, 0.7]
-std = 0.1
-dim = 1
-n = 64
-[[flow]]
-name = "kl_kde"
-bandwidth = {bandwidth}
-[run]
-methods = {methods}
-steps = 12
-step_size = 0.5
-record_every = 3
-seeds = [0]
-{generator}
-[metrics]
-names = ["mode_mass", "mmd2"]
-"""
+from scenarios import build
 
-
-GENERATOR = """[generator]
-latent_dim = 2
-width = 16
-depth = 2
-learning_rate = 0.01
-batch_size = 64
-drift_step = 0.25"""
-
-
-def _sweep(tmp_path, *, name="s", bandwidth="[0.5, 1.0]", methods='["generator"]', skip=()):
+def _sweep(tmp_path, *, name="s", bandwidth=(0.5, 1.0), methods=("generator",), skip=()):
     """Run a sweep's points in this process (what a worker does), skipping the indices in ``skip``."""
-    generator = GENERATOR if "generator" in methods else ""
-    sc = scenario.loads(SWEEP.format(name=name, bandwidth=bandwidth, methods=methods, generator=generator),
-                        source="<test>")
+    text = build(name=name, flow=[{"name": "kl_kde", "bandwidth": bandwidth}], run={"methods": methods})
+    sc = scenario.loads(text, source="<test>")
     out = tmp_path / name
     out.mkdir()
     planned, manifest = sweep.plan(sc)
@@ -77,7 +38,7 @@ def _sweep(tmp_path, *, name="s", bandwidth="[0.5, 1.0]", methods='["generator"]
 
 
 def test_run_file_holds_what_a_reader_needs(tmp_path):
-    out, planned = _sweep(tmp_path, bandwidth="0.5", methods='["particles", "generator"]')
+    out, planned = _sweep(tmp_path, bandwidth=0.5, methods=("particles", "generator"))
     files = {pp.point.method: out / pp.file for pp in planned}
     with h5py.File(files["generator"], "r") as h:
         assert np.ravel(h.attrs["wgfsim_schema"])[0] == SCHEMA_VERSION
@@ -102,7 +63,7 @@ def test_run_file_holds_what_a_reader_needs(tmp_path):
 
 
 def test_fast_reader_equals_xarray_and_has_a_multiindex(tmp_path):
-    out, planned = _sweep(tmp_path, bandwidth="[0.5, 1.0]", methods='["particles"]')
+    out, planned = _sweep(tmp_path, bandwidth=[0.5, 1.0], methods=("particles",))
     path = out / planned[1].file
     ours = open_run(path)
     theirs = xr.open_dataset(path, engine="h5netcdf").load()
@@ -140,7 +101,7 @@ def test_one_axis_generator_sweep_opens_with_finite_times_and_half_times(tmp_pat
 
 @pytest.mark.parametrize("method", ["particles", "generator"])
 def test_a_one_point_sweep_equals_open_run_of_its_file(tmp_path, method):
-    out, planned = _sweep(tmp_path, bandwidth="0.5", methods=f'["{method}"]')
+    out, planned = _sweep(tmp_path, bandwidth=0.5, methods=(method,))
     (pp,) = planned
     a = open_sweep(out, layout="runs")
     b = open_run(out / pp.file)
@@ -154,7 +115,7 @@ def test_a_one_point_sweep_equals_open_run_of_its_file(tmp_path, method):
 
 
 def test_missing_and_several_axes(tmp_path):
-    out, planned = _sweep(tmp_path, bandwidth="[0.5, 1.0]", methods='["particles", "generator"]', skip=(1,))
+    out, planned = _sweep(tmp_path, bandwidth=[0.5, 1.0], methods=("particles", "generator"), skip=(1,))
     runs = open_sweep(out, layout="runs")
     status = runs["status"].values.tolist()
     assert status.count("missing") == 1 and status.count("complete") == 3
@@ -163,6 +124,17 @@ def test_missing_and_several_axes(tmp_path):
     grid = open_sweep(out)
     assert set(grid["mode_mass"].dims) == {"method", "bandwidth", "time", "mode"}
     assert int((grid["status"] == "missing").sum()) == 1
+
+
+def test_the_session_run_has_both_methods_and_their_times(tiny_run):
+    ds = open_run(tiny_run)
+    with h5py.File(tiny_run, "r") as h:
+        steps = h["step"][...]
+    gen = ds.sel({"method": "generator"})
+    np.testing.assert_allclose(gen["t"].values, np.broadcast_to(steps * 0.25, gen["t"].shape))  # drift_step
+    parts = ds.sel({"method": "particles"})
+    assert sorted(parts["flow"].values.tolist()) == ["kl_kde", "sinkhorn"]
+    np.testing.assert_allclose(parts["t"].values, np.broadcast_to(steps * 0.5, parts["t"].shape))
 
 
 def test_files_of_the_first_schema_are_refused_with_both_versions(tmp_path):
