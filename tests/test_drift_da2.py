@@ -132,6 +132,7 @@ def test_default_is_algorithm2(rng, d, cost):
     assert_close(wgfsim.velocity("drift_da2", x, y, temperatures=temperatures, cost=cost), ref, 1e-10)
 
 
+@pytest.mark.truth("drift_da2")
 def test_weights_multiply_the_affinities(rng):
     x, y = points(rng, 30, 45, 2)
     a, b = rng.dirichlet(np.ones(30)), rng.dirichlet(np.ones(45))
@@ -142,6 +143,7 @@ def test_weights_multiply_the_affinities(rng):
     assert_close(uniform, algorithm2(x, y, (0.3,)), 1e-10)
 
 
+@pytest.mark.truth("drift_da2")
 def test_self_pair_is_excluded(rng):
     # the mask (the paper's and the official code's exclude-self) is on: the unmasked formula is far away
     x, y = points(rng, 40, 40, 2)
@@ -157,6 +159,7 @@ def _mbar(x, y):
     return cdist(x, np.concatenate([x, y])).mean()  # N x (N + M) pairs, self pairs included
 
 
+@pytest.mark.truth("drift_da2")
 @pytest.mark.parametrize("cost", ["euclidean", "sqeuclidean"])
 def test_normalize_distances_is_a_temperature_in_units_of_the_mean_distance(rng, cost):
     x, y = points(rng, 35, 50, 3)
@@ -169,6 +172,7 @@ def test_normalize_distances_is_a_temperature_in_units_of_the_mean_distance(rng,
     assert_close(scaled, 3.0 * got, 1e-10)
 
 
+@pytest.mark.truth("drift_da2")
 def test_normalize_drift_is_in_data_units_with_the_exact_mean_distance(rng):
     # N + M > 2048: the sizes at which a strided mean would be used; RMS of one field = mbar / sqrt(d) exactly
     x, y = points(rng, 1100, 1200, 2)
@@ -177,6 +181,7 @@ def test_normalize_drift_is_in_data_units_with_the_exact_mean_distance(rng):
     assert abs(rms - _mbar(x, y) / np.sqrt(2)) <= 1e-12 * rms
 
 
+@pytest.mark.truth("drift_da2")
 def test_normalize_drift_sums_unit_rms_fields(rng):
     x, y = points(rng, 33, 47, 2)
     parts = [algorithm2(x, y, (t,)) for t in (0.1, 0.4)]
@@ -184,12 +189,14 @@ def test_normalize_drift_sums_unit_rms_fields(rng):
     assert_close(wgfsim.velocity("drift_da2", x, y, temperatures=(0.1, 0.4), normalize_drift=True), ref, 1e-10)
 
 
+@pytest.mark.truth("drift_da2")
 def test_affinity_floor_alone_is_algorithm2_with_the_floor(rng):
     x, y = points(rng, 31, 43, 2)
     ref = algorithm2(x, y, (0.05, 0.3), floor=2e-3)
     assert_close(wgfsim.velocity("drift_da2", x, y, temperatures=(0.05, 0.3), affinity_floor=2e-3), ref, 1e-10)
 
 
+@pytest.mark.truth("drift_da2")
 def test_a_floor_above_every_affinity_moves_every_particle_by_the_mean_difference(rng):
     # every A_ij <= 1, so A = f everywhere: v_i = (N f)(f sum_j (y_j - x_i)) - (M f)(f sum_k (x_k - x_i))
     n, m, f = 25, 40, 2.0
@@ -248,6 +255,7 @@ seeds = [0]
 
 # ---------------------------------------------------------------- field_at: the same formulas at a row no column sees
 
+@pytest.mark.truth("drift_da2")
 def test_field_at_is_an_extra_unmasked_row(rng):
     x, y = points(rng, 30, 40, 2)
     z = rng.normal(size=(7, 2))
@@ -279,6 +287,7 @@ GPU_CASES = [
 ]
 
 
+@pytest.mark.truth("drift_da2")
 @pytest.mark.gpu
 @pytest.mark.parametrize("weighted", [False, True], ids=["uniform", "weighted"])
 @pytest.mark.parametrize("params", GPU_CASES, ids=[str(i) for i in range(len(GPU_CASES))])
