@@ -16,6 +16,13 @@ def scenario_file(tmp_path):
     return path
 
 
+def _main(argv) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:  # argparse's own usage errors exit 2 after one "error:" line
+        return exc.code
+
+
 @pytest.mark.parametrize(
     "args, says",
     [
@@ -27,13 +34,6 @@ def scenario_file(tmp_path):
         (["run", "{f}", "--set", "run.steps=-3", "-o", "{o}"], "run.steps"),
     ],
 )
-def _main(argv) -> int:
-    try:
-        return cli.main(argv)
-    except SystemExit as exc:  # argparse's own usage errors exit 2 after one "error:" line
-        return exc.code
-
-
 def test_mistakes_are_one_line_with_exit_2(tmp_path, scenario_file, capsys, args, says):
     code = _main([a.format(f=scenario_file, o=tmp_path) for a in args])
     err = capsys.readouterr().err
