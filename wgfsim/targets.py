@@ -47,6 +47,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import show_value  # noqa: F401  (re-exported: target and scenario messages read alike)
+
 __all__ = ["Target", "TargetError", "names", "options", "option_ranks", "summary", "make"]
 
 
@@ -129,24 +131,6 @@ class Target:
 
 # ---------------------------------------------------------------- option checks
 # Each returns the normalised value or raises TargetError naming the option.
-
-
-def show_value(value) -> str:
-    """A value as the user wrote it in TOML, with its type where that may be the mistake.
-
-    Shared by the target and scenario checks so every message reads alike.
-    """
-    if isinstance(value, str):
-        return f'"{value}" (a string)'
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, (list, tuple)):
-        return f"{list(value)!r} (a list)"
-    if isinstance(value, float):
-        return f"{value!r} (a float)"
-    return repr(value)
 
 
 def _is_number(v) -> bool:

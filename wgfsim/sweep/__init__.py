@@ -26,16 +26,10 @@ value equals the target's, so ``init.separation`` follows ``target.separation``
 instead of crossing it.  ``tie=()`` keeps the full product; ``tie=[("init.separation",
 "target.separation")]`` names the pairs explicitly.
 
-Executors (a registry, :data:`EXECUTORS`):
-
-==============  ==============================================================
-``local``       ``concurrent.futures.ProcessPoolExecutor`` of ``workers`` processes
-                (``spawn`` start method: no forked numba thread pools); no server
-``dask``        an existing ``dask.distributed`` cluster, ``scheduler="tcp://HOST:PORT"``;
-                its workers need wgfsim installed and ``out_dir`` on a shared file system
-``dask-local``  a ``LocalCluster(n_workers=dask_local, threads_per_worker=1,
-                processes=True)`` started for the sweep and closed after
-==============  ==============================================================
+Executors (a registry, :data:`EXECUTORS`, in :mod:`wgfsim.sweep.executors`): ``local``
+(a process pool of ``workers``), ``dask`` (an existing ``dask.distributed``
+cluster at ``scheduler``), ``dask-local`` (a ``LocalCluster`` of ``dask_local``
+workers started for the sweep).
 
 Threads.  Several workers on one machine would each start a numba (and BLAS)
 thread pool of all cores.  With more than one worker (and always on Dask) each
@@ -70,7 +64,7 @@ from typing import Sequence
 from ..scenario import RunPoint, Scenario
 
 
-from .executors import EXECUTORS, _distributed, _executor_name, run_point_task
+from .executors import EXECUTORS, _distributed, _executor_name, clean_finished, run_point_task
 from .plan import MANIFEST, PlannedPoint, DistributedMissing, plan, read_manifest, _write_json, point_hash
 
 __all__ = [
@@ -208,6 +202,7 @@ def run_sweep(
     todo: list[PlannedPoint] = []
     for pp in planned:
         if (out / pp.file).exists():
+            clean_finished(out / pp.file)
             result.skipped.append(PointOutcome(out / pp.file, pp.point.label, pp.coords, "skipped"))
         else:
             todo.append(pp)
