@@ -54,7 +54,7 @@ def _check(x, y, g, eps, cost, exclude_diagonal):
         raise ValueError("exclude_diagonal: needs y to be x (same number of points)")
 
 
-def lse_shift(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, unit=False, backend="auto"):
+def lse_shift(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, unit=False, backend="auto", prune_tol=None):
     """Row log-sum-exp and mean shift: ``(lse (N,), shift (N, d))``.
 
     ``shift_i = sum_j softmax_j(g_j - c(x_i,y_j)/eps) (y_j - x_i)``; with
@@ -62,10 +62,19 @@ def lse_shift(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, 
     (zero where ``y_j == x_i``), the gradient of the ``euclidean`` cost.
     Accumulating displacements rather than positions keeps the shift exact
     when the points sit far from the origin.
+
+    ``prune_tol``: on backends that skip pairs (``numba``), the share of each
+    row's sum that may be skipped (``None``: the default 1e-12; 0: every pair);
+    see :mod:`wgfsim.primitives.prune`.
     """
     _check(x, y, g, eps, cost, exclude_diagonal)
-    impl = _kernels(backend, x, y).lse_shift
-    return impl(x, y, g, float(eps), cost, bool(exclude_diagonal), bool(unit), True)
+    kernels = _kernels(backend, x, y)
+    return kernels.lse_shift(x, y, g, float(eps), cost, bool(exclude_diagonal), bool(unit), True, **_pruning(kernels, prune_tol))
+
+
+def _pruning(kernels, prune_tol):
+    """``tol`` for kernels that prune (their module says ``PRUNES = True``); others compute every pair."""
+    return {"tol": prune_tol} if prune_tol is not None and getattr(kernels, "PRUNES", False) else {}
 
 
 def distance_sums(x, y, *, backend="auto"):
@@ -74,24 +83,24 @@ def distance_sums(x, y, *, backend="auto"):
     return _kernels(backend, x, y).distance_sums(x, y)
 
 
-def lse_bary(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, backend="auto"):
+def lse_bary(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, backend="auto", prune_tol=None):
     """``(lse (N,), bary (N, d))`` of docs/math.md#primitive: ``bary_i = sum_j softmax_j(g_j + l(x_i, y_j)) y_j``."""
-    lse_, shift = lse_shift(x, y, g, eps=eps, cost=cost, exclude_diagonal=exclude_diagonal, backend=backend)
+    lse_, shift = lse_shift(x, y, g, eps=eps, cost=cost, exclude_diagonal=exclude_diagonal, backend=backend, prune_tol=prune_tol)
     return lse_, x + shift
 
 
-def lse(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, backend="auto"):
+def lse(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, backend="auto", prune_tol=None):
     """Row log-sum-exp alone (N,): ``log sum_j exp(g_j - c(x_i, y_j)/eps)``."""
     _check(x, y, g, eps, cost, exclude_diagonal)
-    impl = _kernels(backend, x, y).lse_shift
-    return impl(x, y, g, float(eps), cost, bool(exclude_diagonal), False, False)[0]
+    kernels = _kernels(backend, x, y)
+    return kernels.lse_shift(x, y, g, float(eps), cost, bool(exclude_diagonal), False, False, **_pruning(kernels, prune_tol))[0]
 
 
-def lse_cols(x, y, f=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, backend="auto"):
+def lse_cols(x, y, f=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, backend="auto", prune_tol=None):
     """Column-side reduction (M,): ``log sum_i exp(f_i - c(x_i, y_j)/eps)`` for each column j.
 
     The costs are symmetric, so this is the row reduction with the roles of
     ``x`` and ``y`` exchanged; it is named for the Sinkhorn ``g`` update and
     the column sums of geometric-mean plans.
     """
-    return lse(y, x, f, eps=eps, cost=cost, exclude_diagonal=exclude_diagonal, backend=backend)
+    return lse(y, x, f, eps=eps, cost=cost, exclude_diagonal=exclude_diagonal, backend=backend, prune_tol=prune_tol)
