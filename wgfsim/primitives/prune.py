@@ -29,8 +29,8 @@ reduces over the same points hundreds of times with new offsets).
 The dense-pair kernel of :mod:`wgfsim.primitives.cpu` runs instead when
 pruning cannot save much: small problems, a span of logits below the
 threshold, a forecast (the share of pairs near their row maximum on a few
-sampled rows, then the block rule on a few sampled row blocks) above
-``DENSE_ABOVE``; and for non-finite inputs, whose NaN rows it produces.
+sampled rows, then the block rule for the centres of a few sampled row
+blocks) above ``DENSE_ABOVE``; and for non-finite inputs, whose NaN rows it produces.
 """
 
 from __future__ import annotations
@@ -133,10 +133,10 @@ def _row_block_bounds(a, rlo, rhi, ys, g, cstarts, inv_eps, sqeuclidean, ub):
 
     ``ub[b] = max_{j in b} (g_j - c(box_a, y_j)/eps)`` with ``c(box_a, y_j)``
     the least cost from ``y_j`` to the box of the rows: every logit of the
-    block pair is below it.  Returns ``L_a = max_j (g_j - c_far(box_a, y_j)/eps)``
-    (``c_far`` the cost to the box's farthest corner), below every row maximum
-    of the block.  The offsets enter point by point, so potentials that vary
-    within a column block loosen nothing.
+    block pair is below it.  Returns ``L_a = max_j (g_j - c(z_a, y_j)/eps)``,
+    the maximum logit of the box's centre ``z_a``: what a typical row of the
+    block reaches (a forecast, not a bound).  The offsets enter point by point,
+    so potentials that vary within a column block loosen nothing.
     """
     D = len(ys)
     lo0, hi0 = np.float64(rlo[a, 0]), np.float64(rhi[a, 0])
@@ -157,26 +157,26 @@ def _row_block_bounds(a, rlo, rhi, ys, g, cstarts, inv_eps, sqeuclidean, ub):
                 v = np.float64(y0[jj])
                 t = max(max(lo0 - v, v - hi0), 0.0)
                 near2 += t * t
-                t = max(v - lo0, hi0 - v)
+                t = v - 0.5 * (lo0 + hi0)
                 far2 += t * t
                 if D >= 2:
                     v = np.float64(y1[jj])
                     t = max(max(lo1 - v, v - hi1), 0.0)
                     near2 += t * t
-                    t = max(v - lo1, hi1 - v)
+                    t = v - 0.5 * (lo1 + hi1)
                     far2 += t * t
                 if D >= 3:
                     v = np.float64(y2[jj])
                     t = max(max(lo2 - v, v - hi2), 0.0)
                     near2 += t * t
-                    t = max(v - lo2, hi2 - v)
+                    t = v - 0.5 * (lo2 + hi2)
                     far2 += t * t
             else:
                 for k in range(D):
                     v = np.float64(ys[k][jb + jj])
                     t = max(max(rlo[a, k] - v, v - rhi[a, k]), 0.0)
                     near2 += t * t
-                    t = max(v - rlo[a, k], rhi[a, k] - v)
+                    t = v - 0.5 * (rlo[a, k] + rhi[a, k])
                     far2 += t * t
             gj = np.float64(gb[jj])
             if sqeuclidean:
@@ -193,8 +193,8 @@ def _row_block_bounds(a, rlo, rhi, ys, g, cstarts, inv_eps, sqeuclidean, ub):
 def _kept_estimate(ys, g, rstarts, rlo, rhi, cstarts, inv_eps, sqeuclidean, thr, every):
     """Pairs that the rule ``ub[b] >= L_a - thr`` keeps, over every ``every``-th row block, and the rows seen.
 
-    A forecast of the pruned work (the rows stop earlier, at their own maxima)
-    at a cost of 1/(LEAF * every) of the dense work.
+    A forecast of the pruned work (``L_a`` is the block centre's maximum logit)
+    at a cost of 1/(ROW_LEAF * every) of the dense work.
     """
     na, nb = rlo.shape[0], cstarts.shape[0] - 1
     picks = np.arange(0, na, every)
