@@ -198,7 +198,8 @@ def sample_grid(ds, dims=None, seed=None) -> list[tuple[str, Figure]]:
     Returns
     -------
     list of (label, Figure)
-        One figure per value of the swept data keys (``"moons"``, ...).  In
+        One figure per value of the swept data keys (``"moons"``, ...) with
+        at least one point file.  In
         each, column 0 is the target sample; panel (r, c) is the 2-D histogram
         (``BINS`` x ``BINS`` over the target's padded range, counts) of row
         r's samples at their last record, for the c-th value of its flow's
@@ -218,8 +219,8 @@ def sample_grid(ds, dims=None, seed=None) -> list[tuple[str, Figure]]:
     out = []
     for label, points in _groups(ds):
         rows = _rows(ds, points, seed)
-        if not rows:
-            continue
+        if not rows or all(status[i] == "missing" for i in points):
+            continue  # no file of this target yet: nothing to draw, not even its sample
         target = _target(ds, points, status, cols)
         lo, hi = limits(target, np.empty((0, 2)), pad=0.15)
         n_cols = 1 + max(len(r.cells) for r in rows)
@@ -309,7 +310,9 @@ def final_metric_figure(ds, metric: str = "mmd2") -> Figure:
     first, last = _final_metric(ds, metric)
     flows_ = [str(v) for v in values(ds, "flow")]
     methods = [str(v) for v in values(ds, "method")] if "method" in ds.coords else [""] * ds.sizes[DIM]
-    groups = _groups(ds)
+    groups = [(label, points) for label, points in _groups(ds) if np.isfinite(last[points]).any()]
+    if not groups:
+        raise ValueError(f"metric: no point of the sweep has a finite final {metric!r} yet")
     n = len(groups)
     ncols = min(n, 5)
     nrows = math.ceil(n / ncols)
