@@ -283,6 +283,30 @@ def test_sliced_map_is_exact_in_one_dimension(rng):
     np.testing.assert_allclose((x + v)[order, 0], np.sort(y[:, 0]), atol=1e-12)
 
 
+@pytest.mark.parametrize("n,m", [(60, 45), (6000, 5000)])  # one thread; several threads
+def test_sliced_ties_are_broken_by_index_as_in_a_slow_reference(rng, n, m):
+    # duplicated particles tie in every direction: which copy gets which target is decided by
+    # index (rank r -> quantile (r + 1/2)/N, interpolated among the sorted targets)
+    from wgfsim.flows.sliced import directions
+
+    x = rng.normal(size=(n, 2))
+    x[n // 3: n // 3 + 7] = x[5]
+    y = rng.normal(size=(m, 2)) * 1.5 + 0.5
+    theta = directions(np.random.default_rng(9), 8, 2)
+    ref = np.zeros_like(x)
+    for t in theta:
+        px, qy = x @ t, np.sort(y @ t)
+        ranked = sorted(range(n), key=lambda i: (px[i], i))  # stable: ties by index
+        for r, i in enumerate(ranked):
+            pos = (r + 0.5) * m / n - 0.5
+            j0 = min(max(int(np.floor(pos)), 0), m - 1)
+            j1 = min(j0 + 1, m - 1)
+            frac = min(max(pos - j0, 0.0), 1.0)
+            ref[i] += (qy[j0] + frac * (qy[j1] - qy[j0]) - px[i]) * t
+    v = wgfsim.velocity("sliced", x, y, rng=np.random.default_rng(9), n_projections=8)
+    np.testing.assert_allclose(v, ref / 8, rtol=0, atol=1e-12)
+
+
 # ---------------------------------------------------------------- 4. Gaussian closures
 def _fit_linear(x, v):
     """Least-squares A with v ~ x A^T (the field is linear through the origin)."""
