@@ -3,7 +3,8 @@
 ``build(**tables)`` starts from a tiny two-modes scenario (1-D, 64 points,
 one kl_kde flow, 12 particle steps) and replaces whole tables or single keys:
 ``build(flow=[{"name": "mmd", "bandwidth": 1.0}], run={"steps": 4})``.  Keys
-of a table given as a dict update that table; ``None`` removes it.  Tests
+of a table given as a dict update that table (a key set to ``None`` is
+removed); a table set to ``None`` is removed.  Tests
 use it instead of copying a scenario text into every file.
 """
 
@@ -42,6 +43,7 @@ def build(**tables) -> str:
             spec.pop(key, None)
         elif isinstance(value, dict) and isinstance(spec.get(key), dict):
             spec[key].update(value)
+            spec[key] = {k: v for k, v in spec[key].items() if v is not None}  # None removes a key
         else:
             spec[key] = value
     if "generator" in spec.get("run", {}).get("methods", []) and "generator" not in spec:

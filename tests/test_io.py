@@ -147,3 +147,28 @@ def test_files_of_the_first_schema_are_refused_with_both_versions(tmp_path):
     xr.Dataset({"a": ("x", [1.0])}).to_netcdf(foreign, engine="h5netcdf")
     with pytest.raises(SchemaError, match="not a wgfsim run file"):
         open_run(foreign)
+
+
+def test_a_sweep_over_targets_with_different_modes(tmp_path):
+    # two_modes (2 modes) next to a gaussian (one mode, its mean): one dataset, mode padded with NaN
+    sc = scenario.loads(build(name="kinds", target={"kind": ["two_modes", "gaussian"], "separation": None,
+                                                    "weights": None, "std": None},
+                              run={"steps": 3, "record_every": 3}), source="<kinds>")
+    out = tmp_path / "kinds"
+    out.mkdir()
+    planned, manifest = sweep.plan(sc)
+    (out / sweep.MANIFEST).write_text(json.dumps(manifest))
+    for pp in planned:
+        assert sweep.run_point_task({"sc": sc, "point": pp.point, "path": str(out / pp.file), "threads": None})[
+            "status"] == "finished"
+    ds = open_sweep(out, layout="runs").reset_index("run")
+    kinds = ds["target.kind"].values.tolist()
+    two, gauss = kinds.index("two_modes"), kinds.index("gaussian")
+    assert ds.sizes["mode"] == 2
+    assert ds["mode_name"].values[two].tolist() == ["left", "right"]
+    assert ds["mode_name"].values[gauss].tolist() == ["mean", ""]
+    with h5py.File(out / planned[two].file, "r") as h:
+        np.testing.assert_array_equal(ds["mode_mass"].values[two], h["mode_mass"][0])
+    with h5py.File(out / planned[gauss].file, "r") as h:
+        np.testing.assert_array_equal(ds["mode_mass"].values[gauss][:, :1], h["mode_mass"][0])
+    assert np.isnan(ds["mode_mass"].values[gauss][:, 1]).all()

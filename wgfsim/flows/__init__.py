@@ -60,7 +60,7 @@ class Flow:
     # hyper: the option a study sweeps (paper Fig. 2 axis), or None.
     hyper: str | None = None
     # two_atom(D, pi, alpha, params) -> float: the closed-form first-axis velocity at the
-    # overcrowded atom of two atoms at -D/2, +D/2 (docs/math.md#two-atoms), or None.
+    # overcrowded atom +D of two atoms at -D and +D (D: half the separation; docs/math.md#two-atoms), or None.
     two_atom: Callable[..., float] | None = None
     # doc: the flow's page, relative to the repository root.
     doc: str = ""
