@@ -29,14 +29,31 @@ class UserError(Exception):
 
 def _load(args):
     from .scenario import ScenarioError, load
+    from .scenario.load import check_environment, check_size
 
     path = pathlib.Path(args.scenario)
     if not path.is_file():
         raise UserError(f"{path}: no such scenario file")
     try:
-        return load(path, overrides=args.set or ())
+        sc = load(path, overrides=args.set or ())
+        check_environment(sc)
+        if not getattr(args, "no_size_check", False):
+            check_size(sc)
     except ScenarioError as err:
         raise UserError(str(err)) from None
+    return sc
+
+
+def _resume_command(args) -> str:
+    """The command line that continues this run: scenario, -o and every --set, then --resume."""
+    import shlex
+
+    words = ["wgfsim", "run", args.scenario, "-o", args.output]
+    for item in args.set or ():
+        words += ["--set", item]
+    if getattr(args, "no_size_check", False):
+        words.append("--no-size-check")
+    return " ".join(shlex.quote(str(w)) for w in words + ["--resume"])
 
 
 def cmd_run(args) -> int:
@@ -50,12 +67,15 @@ def cmd_run(args) -> int:
             f"run it with `wgfsim sweep {args.scenario}` (or pick one value with --set)"
         )
     out_dir = pathlib.Path(args.output)
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite: give one of them (continue the unfinished run, or discard it)")
     try:
-        path = runner.run_scenario(sc, out_dir, resume=args.resume, progress=not args.quiet)
+        path = runner.run_scenario(sc, out_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     except ScenarioError as err:
         raise UserError(str(err)) from None
     except KeyboardInterrupt:
-        print(f"\nwgfsim: interrupted; every record so far is kept. Continue with: wgfsim run {args.scenario} --resume", file=sys.stderr)
+        print(f"\nwgfsim: interrupted; every record so far is kept. Continue with: {_resume_command(args)}",
+              file=sys.stderr)
         return 130
     print(f"wrote {path}")
     if not args.no_plots:
@@ -94,7 +114,12 @@ def cmd_validate(args) -> int:
 
     sc = _load(args)
     try:
-        points = expand(sc, allow_data_sweeps=True)
+        if sc.sweeps_data:  # the runs `wgfsim sweep` really runs: tied data axes are not crossed
+            from .sweep import plan
+
+            points = [pp.point for pp in plan(sc)[0]]
+        else:
+            points = expand(sc, allow_data_sweeps=True)
     except ScenarioError as err:
         raise UserError(str(err)) from None
     print(f"{sc.source}: ok: {len(points)} run(s)" + (" (data sweep: needs `wgfsim sweep`)" if sc.sweeps_data else ""))
@@ -163,6 +188,9 @@ def cmd_plot(args) -> int:
     from . import plots
 
     path = pathlib.Path(args.file)
+    if args.animate and path.is_dir():
+        raise UserError(f"{path}: --animate draws one run file; a sweep folder has one per point "
+                        f"(wgfsim plot {path}/POINT.h5 --animate)")
     kind, ds = _open_stored(path)
     stem = path.name.removesuffix(".partial").removesuffix(".h5")
     out = pathlib.Path(args.output) if args.output else path.parent / f"{stem}_figures"
@@ -170,11 +198,9 @@ def cmd_plot(args) -> int:
                                                ("--fps", args.fps)) if value is not None]
     if animation_only and not args.animate:
         raise UserError(f"{', '.join(animation_only)}: only with --animate")
+    made = not out.exists()  # a figure folder this call creates goes again if nothing is drawn into it
     try:
         if kind == "sweep":
-            if args.animate:
-                raise UserError(f"{path}: --animate draws one run file; a sweep folder has one per point "
-                                f"(wgfsim plot {path}/POINT.h5 --animate)")
             written = plots.plot_sweep(ds, out, dims=args.dims)
         elif args.animate:
             fmt = args.format or "gif"
@@ -183,8 +209,12 @@ def cmd_plot(args) -> int:
                                      fps=8.0 if args.fps is None else args.fps, progress=not args.quiet)]
         else:
             written = plots.plot_all(ds, out, dims=args.dims)
-    except ValueError as err:  # bad --dims / --max-frames / --fps for this file, mp4 without ffmpeg
-        raise UserError(str(err)) from None
+    except (ValueError, KeyError) as err:  # bad --dims / --max-frames / --fps for this file, mp4 without ffmpeg;
+        # a KeyError: a file that lacks a variable a figure needs
+        raise UserError(str(err) if isinstance(err, ValueError) else f"{path}: cannot plot it (no {err})") from None
+    finally:
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
     for fig in written:
         print(f"wrote {fig}")
     return EXIT_OK
@@ -216,7 +246,12 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a scenario into OUTPUT/NAME.h5 (and its figures)")
     scenario_args(run)
     run.add_argument("-o", "--output", default="outputs", help="output folder (default: outputs)")
-    run.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoints")
+    run.add_argument("--resume", action="store_true",
+                     help="continue a killed run from its checkpoints (same scenario and --set values)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="discard an unfinished run (NAME.h5.partial) and start afresh")
+    run.add_argument("--no-size-check", action="store_true",
+                     help="run even when the memory estimate exceeds the available memory")
     run.add_argument("--no-plots", action="store_true", help="skip the figures")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
@@ -229,10 +264,13 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--dask-local", type=_positive_int, metavar="N",
                     help="start a dask LocalCluster of N workers for the sweep")
     sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sw.add_argument("--no-size-check", action="store_true",
+                    help="run even when the memory estimate exceeds the available memory")
     sw.set_defaults(func=cmd_sweep)
 
     val = sub.add_parser("validate", help="check a scenario and list its runs, without running")
     scenario_args(val)
+    val.add_argument("--no-size-check", action="store_true", help="skip the memory estimate")
     val.set_defaults(func=cmd_validate)
 
     info = sub.add_parser("info", help="what a stored run (a table) or a sweep folder (points, axes, status) holds")
@@ -289,11 +327,17 @@ _USER_ERRORS = (UserError, ValueError, FileNotFoundError, FileExistsError, IsADi
                 PermissionError)
 
 
+def _user_errors() -> tuple:
+    from .io.lock import LockHeld  # another writer holds the file: the user's to resolve
+
+    return (*_USER_ERRORS, LockHeld)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except _USER_ERRORS as err:
+    except _user_errors() as err:
         print(f"wgfsim: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USER
     except ImportError as err:  # an optional dependency asked for (CuPy, dask.distributed)

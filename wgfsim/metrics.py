@@ -18,8 +18,10 @@ all expectations are V-statistics (sums over all pairs, ``i == k`` included).
 ``fn(x, ref, *, backend, **options)``; :func:`compute` evaluates a list of
 them (plus ``mode_mass``) for one record.  NumPy or CuPy inputs; results are
 Python floats (``mode_mass`` a NumPy array).  A particle cloud holding NaN or
-inf (a diverged run) gets NaN metrics rather than an exception, so a run
-records its own divergence; a non-finite *reference* is an error.
+inf, or positions so large that squared distances overflow
+(:func:`within_range`; a diverged run), gets NaN metrics rather than an
+exception, so a run records its own divergence; a non-finite *reference* is
+an error.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ __all__ = [
     "median_bandwidth",
     "velocity_rms",
     "w2",
+    "within_range",
 ]
 
 # default Sinkhorn temperature relative to the squared median distance of the reference
@@ -88,7 +91,28 @@ def _pair(x, ref):
     ref = xp.astype(ref, x.dtype)
     if not bool(xp.all(xp.isfinite(ref))):
         raise ValueError("ref: contains NaN or inf")
-    return x, ref, bool(xp.all(xp.isfinite(x)))
+    return x, ref, within_range(x)
+
+
+def within_range(x) -> bool:
+    """Whether the metrics can be computed from ``x`` (N, d): finite, and ``|x_i - y_j|^2`` cannot overflow.
+
+    True when every entry is finite and ``max |x| <= sqrt(F / (8 d))`` with
+    ``F`` the largest number of ``x``'s dtype: then each squared distance to
+    a reference point of no larger size, ``sum_k (x_ik - y_jk)^2 <= 4 d max|x|^2``,
+    stays below ``F / 2``.  Beyond it (a diverged run, ``max |x| ~ 1e154`` in
+    float64, ``~1e19`` in float32) the metrics are NaN rather than inf or an
+    error raised deep inside a solver.
+    """
+    xp = array_namespace(x)
+    if x.shape[0] == 0:
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not bool(xp.all(xp.isfinite(x))):
+            return False
+        dtype = x.dtype if xp.isdtype(x.dtype, "real floating") else xp.float64
+        limit = math.sqrt(float(xp.finfo(dtype).max) / (8.0 * max(int(x.shape[1]), 1)))
+        return float(xp.max(xp.abs(x))) <= limit
 
 
 def median_bandwidth(x, ref) -> float:
@@ -231,7 +255,7 @@ def mode_mass(x, centres) -> np.ndarray:
     if centres.shape[1] != x.shape[1]:
         raise ValueError(f"x and centres: dimensions differ (x has {x.shape[1]}, centres have {centres.shape[1]})")
     k = centres.shape[0]
-    if not bool(xp.all(xp.isfinite(x))):
+    if not within_range(x):  # NaN, inf, or so large that the squared distances overflow (every one inf)
         return np.full(k, np.nan)
     centres = xp.astype(centres, x.dtype)
     best = xp.full((x.shape[0],), xp.inf, dtype=x.dtype)  # (N,) squared distance to the nearest centre so far
@@ -250,7 +274,13 @@ def velocity_rms(v) -> float:
     """Root mean square of the field over the particles: ``sqrt(1/N sum_i |v_i|^2)``; v (N, d)."""
     v = _points("v", v)
     xp = array_namespace(v)
-    return float(xp.sqrt(xp.mean(xp.sum(v * v, axis=1))))
+    if not bool(xp.all(xp.isfinite(v))):
+        return math.nan
+    scale = float(xp.max(xp.abs(v)))
+    if scale == 0.0:
+        return 0.0
+    u = v / scale  # scaled so that |v|^2 cannot overflow for huge finite velocities
+    return scale * float(xp.sqrt(xp.mean(xp.sum(u * u, axis=1))))
 
 
 # name -> fn(x, ref, *, backend, **options): the scalar metrics of a record

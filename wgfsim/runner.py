@@ -30,8 +30,12 @@ minibatches and latents, ``[s, 4]`` energy estimates; the target sample uses
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
+import os
 import pathlib
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -43,13 +47,14 @@ from . import metrics, particles
 from .backend import array_module, to_numpy
 from .flows import Field, get as get_flow, make_params
 from .io import checkpoint
+from .io.lock import LockHeld, RunLock
 from .io.schema import SCALAR_METRICS
 from .io.writer import RunStore
 from .methods import get as get_method
 from .methods._common import rng as _rng
 from .scenario import RunPoint, Scenario, ScenarioError, expand
 
-__all__ = ["run_scenario", "run_points", "output_path"]
+__all__ = ["run_scenario", "run_points", "output_path", "fingerprint", "RunFileError", "LockHeld", "clean_stale"]
 
 # metrics of (x, reference) computed by wgfsim.metrics.compute
 _PAIR_METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2")
@@ -117,8 +122,40 @@ def _metrics(sc: Scenario, point: RunPoint, data: _Data, x, v, step: int) -> dic
     return out
 
 
+# errors of a computation on a valid run's state: at step 0 they are the user's inputs (re-raised), later
+# the state has run away (huge finite positions: a median bandwidth or an epsilon of inf)
+_STATE_ERRORS = (ValueError, FloatingPointError, OverflowError, ZeroDivisionError)
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _storable(name: str, arr: np.ndarray, step: int) -> np.ndarray:
+    """``arr`` if finite in the storage dtype (float32), else :class:`particles.SimulationError` (never stored inf)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok = bool(np.isfinite(arr.astype(np.float32, copy=False)).all())
+        biggest = float(np.nanmax(np.abs(arr))) if arr.size and not np.isnan(arr).all() else math.nan
+    if not ok:
+        raise particles.SimulationError(
+            f"step {step}: the {name} left the float32 range of the run file (max |value| {biggest:.3g}, "
+            f"float32 holds up to {_F32_MAX:.3g}): the run diverged; try a smaller run.step_size"
+        )
+    return arr
+
+
+def _max_abs(x) -> float:
+    a = to_numpy(x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.nanmax(np.abs(a))) if a.size and not np.isnan(a).all() else math.nan
+
+
 def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
-    """Run point ``r`` (resuming from its checkpoint); returns an error message if the run failed."""
+    """Run point ``r`` (resuming from its checkpoint); returns an error message if the run failed.
+
+    A run fails (its records so far kept, the other runs going on) when a step
+    produces NaN/inf, when its positions or velocities leave the float32 range
+    of the file, or when a later step's field or metrics cannot be computed
+    from its state (huge finite positions); the record of that step is kept
+    with its positions whenever they are storable.
+    """
     ck_path = ckdir / f"run{r}.npz"
     snap = checkpoint.load(ck_path)
     if snap is not None and "done" in snap:
@@ -135,26 +172,39 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
         is_record = step in record_at
         if is_record:
             checkpoint.save(ck_path, method.snapshot(state))
+        rec = None
         try:
-            v = method.evaluate(state)
-            if is_record:
-                x, v_rec, extra = method.record(state, v)
-                rec = _metrics(sc, point, data, x, v_rec, step)
-                rec.update(extra)
-                rec.update(step=step, t=method.t(step), position=_pad(to_numpy(x), n_store))
-                if v_rec is not None and sc.run.record_velocity:
-                    rec["velocity"] = _pad(to_numpy(v_rec), n_store)
-            if step == sc.run.steps:
+            try:
+                v = method.evaluate(state)
                 if is_record:
-                    rec.update(method.final(state))
-                    store.write_record(r, record_at.index(step), _keep(rec, stored))
-                break
-            state, extra = method.advance(state, v)
+                    x, v_rec, extra = method.record(state, v)
+                    rec = {"step": step, "t": method.t(step),
+                           "position": _pad(_storable("positions", to_numpy(x), step), n_store)}
+                    if v_rec is not None and sc.run.record_velocity:
+                        rec["velocity"] = _pad(_storable("velocities", to_numpy(v_rec), step), n_store)
+                    rec.update(_metrics(sc, point, data, x, v_rec, step))
+                    rec.update(extra)
+                if step == sc.run.steps:
+                    if is_record:
+                        rec.update(method.final(state))
+                        store.write_record(r, record_at.index(step), _keep(rec, stored))
+                    break
+                state, extra = method.advance(state, v)
+            except _STATE_ERRORS as err:
+                if step == 0:
+                    raise  # the run's own inputs: a user error, reported as such
+                where = f"max |x| = {_max_abs(state.x):.3g}" if hasattr(state, "x") else "its state"
+                raise particles.SimulationError(
+                    f"step {step}: the field or the metrics cannot be computed from the particles ({where}): "
+                    f"{err}; the run diverged, try a smaller run.step_size"
+                ) from None
             if is_record:
                 rec.update(extra)
                 store.write_record(r, record_at.index(step), _keep(rec, stored))
                 bar.set_postfix_str(_postfix(point, rec), refresh=False)
         except particles.SimulationError as err:
+            if rec is not None:  # the positions of this record are storable: keep them (metrics NaN)
+                store.write_record(r, record_at.index(step), _keep(rec, stored))
             checkpoint.save(ck_path, {"done": True, "error": str(err)})
             return str(err)
         step += 1
@@ -199,12 +249,149 @@ def _run_text(points: list[RunPoint], methods: list) -> dict:
     return {"flow_params": flow_params, "method_params": method_params}
 
 
-def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = False, progress: bool = True) -> pathlib.Path:
+class RunFileError(ValueError):
+    """The run file cannot be written or continued as asked (another scenario, no --resume, unreadable)."""
+
+
+def _canonical(obj):
+    """``obj`` as plain JSON values (dataclasses, tuples and NumPy scalars resolved)."""
+    return json.loads(_json(obj))
+
+
+def fingerprint(sc: Scenario, points: list[RunPoint], methods: list) -> dict:
+    """The fully resolved scenario that determines a run file: overrides applied, defaults filled.
+
+    Holds the data (target and init kind, n, seed, options; the reference
+    sample size), the shared ``[run]``, ``[metrics]`` and ``[generator]``
+    settings, and per run its flow with every option (``make_params``
+    defaults included), its method's settings, its seed and coordinates.  Two
+    scenarios with the same fingerprint write identical files; the
+    provenance text (comments, how a value was spelled, the scenario's path)
+    is not part of it.
+    """
+    runs = [{"flow": p.flow, "params": dataclasses.asdict(make_params(p.flow, **p.params)), "method": p.method,
+             "method_settings": m.settings(), "seed": p.seed, "coords": p.coords} for p, m in zip(points, methods)]
+    ident = {
+        "target": {"kind": points[0].target.kind, "n": points[0].target.n, "seed": points[0].target.seed,
+                   "options": points[0].target.options},
+        "init": {"kind": points[0].init.kind, "n": points[0].init.n, "options": points[0].init.options},
+        "run": dataclasses.asdict(sc.run),
+        "metrics": dataclasses.asdict(sc.metrics),
+        "generator": dataclasses.asdict(sc.generator) if sc.generator is not None else None,
+        "runs": runs,
+    }
+    return _canonical(ident)
+
+
+def _fingerprint_hash(ident: dict) -> str:
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _flatten(obj, prefix: str = ""):
+    """``("runs[1].params.bandwidth", 0.5)`` pairs of a nested JSON value."""
+    if isinstance(obj, dict) and obj:
+        for k, v in obj.items():
+            yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, list) and obj and any(isinstance(v, (dict, list)) for v in obj):
+        for i, v in enumerate(obj):
+            yield from _flatten(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, obj
+
+
+def _differing_keys(stored: dict, current: dict) -> list[str]:
+    a, b = dict(_flatten(stored)), dict(_flatten(current))
+    keys = list(a) + [k for k in b if k not in a]
+    def text(v):  # NaN (a generator-only step_size) equals itself here
+        return json.dumps(v, sort_keys=True)
+
+    return [k for k in keys if text(a.get(k, "<absent>")) != text(b.get(k, "<absent>"))]
+
+
+def _check_identity(file: pathlib.Path, ident: dict, how: str) -> None:
+    """Refuse (RunFileError) unless ``file`` was written for the fingerprint ``ident``."""
+    import h5py
+
+    try:
+        with h5py.File(file, "r", locking=False) as h:
+            stored_hash = h.attrs.get("fingerprint")
+            stored_text = h.attrs.get("resolved_scenario")
+    except (OSError, KeyError, ValueError, RuntimeError) as err:
+        raise RunFileError(f"{file}: cannot {how}: not a readable run file ({_short(err)}); "
+                           "start afresh with --overwrite") from None
+    if stored_hash is None or stored_text is None:
+        raise RunFileError(f"{file}: cannot {how}: the file has no scenario fingerprint (a foreign file, or one "
+                           "written by an older wgfsim); start afresh with --overwrite")
+    stored_hash = stored_hash.decode() if isinstance(stored_hash, bytes) else str(stored_hash)
+    if stored_hash == _fingerprint_hash(ident):
+        return
+    try:
+        stored = json.loads(stored_text.decode() if isinstance(stored_text, bytes) else str(stored_text))
+    except ValueError:
+        stored = {}
+    keys = []
+    for k in _differing_keys(stored, ident):  # runs[0].seed, runs[1].seed, ... read as runs[*].seed
+        k = re.sub(r"^runs\[\d+\]", "runs[*]", k)
+        if k not in keys:
+            keys.append(k)
+    keys = keys or ["(unknown)"]
+    shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+    raise RunFileError(f"{file}: cannot {how}: it was written for another scenario (differing: {shown}); "
+                       "give the same scenario and --set values, or start afresh with --overwrite")
+
+
+def _short(err: BaseException) -> str:
+    return " ".join((str(err) or type(err).__name__).split())
+
+
+def clean_stale(path: pathlib.Path) -> None:
+    """Remove what a run killed right after its final rename left beside a complete ``NAME.h5``.
+
+    Only names derived from ``path`` (``NAME.h5.partial``, its shadow, swap and
+    ``.new``, and the ``NAME.ckpt`` folder) are touched, in ``path``'s folder.
+    """
+    partial = path.with_name(path.name + ".partial")
+    for p in (partial, partial.with_name(partial.name + ".shadow"), partial.with_name(partial.name + ".swap"),
+              partial.with_name(partial.name + ".new")):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+    shutil.rmtree(checkpoint.ckpt_dir(path), ignore_errors=True)
+
+
+def _output_folder(folder: pathlib.Path) -> None:
+    """Create the output folder, or one line saying why it cannot be used."""
+    if folder.exists() and not folder.is_dir():
+        raise RunFileError(f"{folder}: the output folder is a file; give -o a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunFileError(f"{folder}: cannot create the output folder ({err.strerror or _short(err)})") from None
+    probe = folder / f".wgfsim-write-test-{os.getpid()}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise RunFileError(f"{folder}: cannot write in the output folder ({err.strerror or _short(err)})") from None
+
+
+def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = False, overwrite: bool = False,
+               progress: bool = True) -> pathlib.Path:
     """Run ``points`` into one file ``path`` (``NAME.h5``, written as ``NAME.h5.partial``); return the final path.
 
-    A run whose step produces NaN/inf stops there: its records so far are
-    kept, the other runs go on, and the file's ``failed_runs`` attribute
-    lists it (the CLI then exits 1).
+    A run whose step produces NaN/inf (or positions beyond float32, or a
+    state whose field or metrics cannot be computed) stops there: its records
+    so far are kept, the other runs go on, and the file's ``failed_runs``
+    attribute lists it (the CLI then exits 1).
+
+    The file carries the :func:`fingerprint` of the resolved scenario
+    (attributes ``fingerprint``, a SHA-256, and ``resolved_scenario``, its
+    JSON).  ``resume=True`` continues ``NAME.h5.partial`` only when its
+    fingerprint matches (else :class:`RunFileError` naming the differing
+    keys); without ``resume`` an existing ``.partial`` is refused unless
+    ``overwrite=True``.  The lock ``NAME.h5.lock`` is held throughout
+    (:class:`~wgfsim.io.lock.LockHeld` when another process holds it).
     """
     path = pathlib.Path(path)
     if not points:
@@ -217,18 +404,35 @@ def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = Fal
         methods = [get_method(p.method)(sc, p, data.target, xp, dtype) for p in points]
     except ValueError as err:
         raise ScenarioError(str(err)) from None
+    ident = fingerprint(sc, points, methods)
+    _output_folder(path.parent)
+    with RunLock(path):
+        return _run_locked(sc, points, methods, data, ident, path, resume=resume, overwrite=overwrite,
+                           progress=progress)
+
+
+def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, progress) -> pathlib.Path:
     n_particles = max(m.n_points for m in methods)
     ckdir = checkpoint.ckpt_dir(path)
     partial = path.with_name(path.name + ".partial")
     if resume and path.exists():
+        _check_identity(path, ident, "resume it")
+        clean_stale(path)  # a kill right after the final rename leaves these behind
         return path  # already complete
     if resume and partial.exists():
-        store = RunStore.reopen(path)
+        _check_identity(partial, ident, "resume it")
+        try:
+            store = RunStore.reopen(path)
+        except (OSError, KeyError, RuntimeError) as err:
+            raise RunFileError(f"{partial}: cannot resume it: not a readable run file ({_short(err)}); "
+                               "start afresh with --overwrite") from None
     else:
+        if partial.exists() and not overwrite:
+            raise RunFileError(f"{partial}: an unfinished run is here; continue it with --resume (same scenario "
+                               "and --set values), or discard it with --overwrite")
         if resume:
             print(f"wgfsim: nothing to resume at {partial}; starting afresh", file=sys.stderr)
         shutil.rmtree(ckdir, ignore_errors=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
         store = RunStore.create(
             path,
             run_coords=_run_coords(points),
@@ -237,7 +441,8 @@ def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = Fal
             mode_names=data.mode_names or 0,
             target=data.target,
             reference=data.reference,
-            attrs=_attrs(sc, points[0]),
+            attrs={**_attrs(sc, points[0]), "fingerprint": _fingerprint_hash(ident),
+                   "resolved_scenario": json.dumps(ident, sort_keys=True)},
             record_velocity=sc.run.record_velocity,
             overwrite=True,
             metrics=_stored_metrics(sc, points),
@@ -256,10 +461,10 @@ def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = Fal
                 if err is not None:
                     failed[point.label] = err
                     print(f"wgfsim: run '{point.label}' stopped: {err}", file=sys.stderr)
+        final = store.finish({"failed_runs": json.dumps(failed)})
     except BaseException:
         store.close()  # the .partial keeps every record; --resume continues from the checkpoints
         raise
-    final = store.finish({"failed_runs": json.dumps(failed)})
     shutil.rmtree(ckdir, ignore_errors=True)
     return final
 
@@ -295,7 +500,8 @@ def _attrs(sc: Scenario, point: RunPoint) -> dict:
     }
 
 
-def run_scenario(sc: Scenario, out_dir, *, resume: bool = False, progress: bool = True) -> pathlib.Path:
-    """Run every point of a scenario (no data sweeps) into ``out_dir/NAME.h5``."""
+def run_scenario(sc: Scenario, out_dir, *, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True) -> pathlib.Path:
+    """Run every point of a scenario (no data sweeps) into ``out_dir/NAME.h5`` (see :func:`run_points`)."""
     points = expand(sc, allow_data_sweeps=False)
-    return run_points(sc, points, output_path(sc, out_dir), resume=resume, progress=progress)
+    return run_points(sc, points, output_path(sc, out_dir), resume=resume, overwrite=overwrite, progress=progress)

@@ -20,9 +20,13 @@ snapshot at a time.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import math
+import os
 import pathlib
+import time
 from typing import Sequence
 
 import numpy as np
@@ -66,46 +70,153 @@ def _decode(d, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+# a live run republishes its .partial at every record: attempts before a read of it gives up
+_READ_ATTEMPTS = 50
+
+
+def _published(path: pathlib.Path, fh) -> bool:
+    """Whether ``path`` still names the inode open as ``fh``."""
+    try:
+        named, mine = os.stat(path), os.fstat(fh.fileno())
+    except FileNotFoundError:
+        return False
+    return (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev)
+
+
+def _share(fh) -> bool:
+    """A shared ``flock`` on ``fh`` (False: the writer holds it, the inode is being rewritten)."""
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+    return True  # held, or a file system without flock (the stat checks remain)
+
+
+def _open_same(h5py, path: pathlib.Path, fh, st: os.stat_result):
+    """h5py's handle on the very inode open as ``fh`` (``st`` its fstat), or OSError.
+
+    Opened by name (HDF5's fast POSIX driver) when the name still leads to
+    that inode, checked through the driver's own descriptor; else through the
+    Python file object ``fh`` (slower: one Python call per chunk).
+    """
+    try:
+        h = h5py.File(path, "r", locking=False)
+    except OSError:
+        h = None
+    if h is not None:
+        try:
+            got = os.fstat(h.id.get_vfd_handle())
+            if (got.st_ino, got.st_dev) == (st.st_ino, st.st_dev):
+                return h
+        except Exception:  # noqa: BLE001 - any doubt: use the file object below
+            pass
+        h.close()
+    return h5py.File(fh, "r", locking=False)
+
+
 def read_file(path, variables: Sequence[str] | None = None):
     """One stored file as an eager ``xarray.Dataset`` (flat ``run``), read with h5py.
 
     ``variables``: data variables to read (default all); coordinates are always
     read.  Values, dims, ``long_name``/``units`` and global attributes equal
     those of ``xarray.open_dataset(path, engine="h5netcdf").load()``.
+
+    A live ``NAME.h5.partial`` is read as one consistent snapshot.  The
+    writer (:mod:`wgfsim.io.writer`) writes only an unpublished shadow under
+    an exclusive ``flock`` and publishes it by an atomic rename; it recycles
+    the previously published inode as its next shadow unless a reader holds
+    a shared ``flock`` on it (then it copies instead).  So the reader opens
+    the file, takes the shared ``flock``, checks that the name still points
+    to that inode (it is published, hence complete and closed) and reads it
+    whole; afterwards its size and modification time must be those it had
+    at open.  A failed check or an HDF5 error meanwhile starts again, up to
+    ``_READ_ATTEMPTS`` times; when the run finishes meanwhile the final
+    ``NAME.h5`` is read.
     """
+    import h5py
+
+    path = pathlib.Path(path)
+    last: BaseException | None = None
+    for attempt in range(_READ_ATTEMPTS):
+        if attempt:
+            time.sleep(min(0.001 * attempt, 0.02))
+        target = path
+        if path.name.endswith(".partial") and not path.exists():
+            final = path.with_name(path.name[: -len(".partial")])
+            if final.exists():
+                target = final  # the run finished while we were trying
+        try:
+            fh = open(target, "rb")
+        except FileNotFoundError:
+            if path.name.endswith(".partial") and attempt + 1 < _READ_ATTEMPTS:
+                continue  # between two renames of the writer
+            raise FileNotFoundError(f"{path}: no such run file") from None
+        with fh:
+            if not _share(fh) or not _published(target, fh):
+                last = None
+                continue
+            before = os.fstat(fh.fileno())
+
+            def unchanged() -> bool:
+                now = os.fstat(fh.fileno())
+                return (now.st_mtime_ns, now.st_size) == (before.st_mtime_ns, before.st_size)
+
+            try:
+                h = _open_same(h5py, target, fh, before)
+            except OSError as err:
+                if unchanged():
+                    raise SchemaError(f"{path}: not an HDF5 file ({' '.join(str(err).split())})") from None
+                last = err
+                continue
+            try:
+                with h:
+                    ds = _read_open(h, target, variables)
+            except SchemaError:
+                if unchanged():
+                    raise
+                continue
+            except (OSError, KeyError, ValueError, RuntimeError, IndexError, TypeError) as err:
+                if unchanged():  # a stable file that does not read: foreign or corrupt
+                    raise SchemaError(f"{path}: not a readable wgfsim run file ({type(err).__name__}: "
+                                      f"{' '.join(str(err).split())})") from None
+                last = err
+                continue
+            if unchanged():
+                return ds
+    raise OSError(f"{path}: the file kept changing while it was read ({_READ_ATTEMPTS} attempts; last error: "
+                  f"{last!r}); try again")
+
+
+def _read_open(h, path: pathlib.Path, variables):
+    """The dataset of the open h5py file ``h`` (see :func:`read_file`)."""
     import h5py
     import xarray as xr
 
-    path = pathlib.Path(path)
-    try:
-        h = h5py.File(path, "r", locking=False)
-    except OSError as err:
-        raise SchemaError(f"{path}: not an HDF5 file ({err})") from None
-    with h:
-        attrs = {k: _attr(v) for k, v in h.attrs.items() if not k.startswith("_")}
-        check_version(attrs, path)
-        coord_names: set[str] = set()
-        for d in h.values():
-            coord_names.update(str(_text(d.attrs.get("coordinates", ""))).split())
-        data_vars, coords = {}, {}
-        for name, d in h.items():
-            if not isinstance(d, h5py.Dataset):
-                continue
-            if str(_text(d.attrs.get("NAME", ""))).startswith(_NOT_A_VARIABLE):
-                continue  # a bare dimension (particle, dim, ...): no values
-            if _text(d.attrs.get("CLASS", "")) == "DIMENSION_SCALE":
-                dims = (name,)  # a coordinate variable (mode names): it is its own dimension
-            else:
-                dims = tuple(d.dims[i][0].name.rsplit("/", 1)[-1] for i in range(d.ndim)) if d.ndim else ()
-            is_coord = name in coord_names or dims == (name,)
-            if not is_coord and variables is not None and name not in variables and name not in _ALWAYS:
-                continue
-            var_attrs = {k: _attr(v) for k, v in d.attrs.items()
-                         if k in ("long_name", "units")}
-            var = xr.Variable(dims, _decode(d, d[...]), attrs=var_attrs)
-            (coords if is_coord else data_vars)[name] = var
-        sizes = {name: h[name].shape[0] for name in ("run", "time", "particle", "dim", "sample", "ref", "mode")
-                 if name in h}
+    attrs = {k: _attr(v) for k, v in h.attrs.items() if not k.startswith("_")}
+    check_version(attrs, path)
+    coord_names: set[str] = set()
+    for d in h.values():
+        coord_names.update(str(_text(d.attrs.get("coordinates", ""))).split())
+    data_vars, coords = {}, {}
+    for name, d in h.items():
+        if not isinstance(d, h5py.Dataset):
+            continue
+        if str(_text(d.attrs.get("NAME", ""))).startswith(_NOT_A_VARIABLE):
+            continue  # a bare dimension (particle, dim, ...): no values
+        if _text(d.attrs.get("CLASS", "")) == "DIMENSION_SCALE":
+            dims = (name,)  # a coordinate variable (mode names): it is its own dimension
+        else:
+            dims = tuple(d.dims[i][0].name.rsplit("/", 1)[-1] for i in range(d.ndim)) if d.ndim else ()
+        is_coord = name in coord_names or dims == (name,)
+        if not is_coord and variables is not None and name not in variables and name not in _ALWAYS:
+            continue
+        var_attrs = {k: _attr(v) for k, v in d.attrs.items()
+                     if k in ("long_name", "units")}
+        var = xr.Variable(dims, _decode(d, d[...]), attrs=var_attrs)
+        (coords if is_coord else data_vars)[name] = var
+    sizes = {name: h[name].shape[0] for name in ("run", "time", "particle", "dim", "sample", "ref", "mode")
+             if name in h}
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     missing = {k: v for k, v in sizes.items() if k not in ds.sizes}
     if missing:  # a dimension no loaded variable spans (e.g. mode of a target without modes)
@@ -238,6 +349,29 @@ def _missing(template, entry: dict):
     return out
 
 
+def _common_modes(parts: list) -> list:
+    """Points whose targets have different modes (a sweep over toys): pad ``mode`` to the largest count.
+
+    The mode names then differ from point to point, so they move from the
+    ``mode`` coordinate to a ``mode_name`` variable on (run, mode); missing
+    modes read as NaN (``""`` for their names).
+    """
+    labels = [tuple(p["mode"].values.tolist()) if "mode" in p.coords else (None,) * p.sizes.get("mode", 0)
+              for p in parts]
+    if len(set(labels)) <= 1:
+        return parts
+    k = max(len(names) for names in labels)
+    out = []
+    for p, names in zip(parts, labels):
+        padded = ["" if v is None else str(v) for v in names] + [""] * (k - len(names))
+        p = p.drop_vars("mode", errors="ignore")
+        if "mode" in p.dims and p.sizes["mode"] < k:
+            p = p.pad({"mode": (0, k - p.sizes["mode"])})  # a dict: pad has an argument named mode; floats pad with NaN
+        p["mode_name"] = (("run", "mode"), np.array([padded] * p.sizes["run"], dtype=object))
+        out.append(p)
+    return out
+
+
 def _stack_static(parts: list):
     """Variables without ``run``: kept once where every point agrees, else stacked along ``run`` (NaN-padded)."""
     import xarray as xr
@@ -313,6 +447,9 @@ def open_sweep(out_dir, *, layout: str = "grid", variables: Sequence[str] | None
     if not present:
         raise FileNotFoundError(f"{out}: none of the {len(entries)} point files of {MANIFEST} exists yet; "
                                 "run the sweep first")
+    padded = iter(_common_modes(present))
+    loaded = [None if d is None else next(padded) for d in loaded]
+    present = [d for d in loaded if d is not None]
     template = present[0]
     parts = [d if d is not None else _missing(template, e) for d, e in zip(loaded, entries)]
     steps = sorted({int(s) for d in present for s in d["step"].values})

@@ -62,6 +62,8 @@ rewritten as the next shadow.
 from __future__ import annotations
 
 import datetime
+import errno
+import fcntl
 import math
 import os
 import pathlib
@@ -86,6 +88,8 @@ _VARIABLES = tuple(VARIABLES)
 _TIME_CHUNK = 256
 # cap a position chunk (one record of one run) at ~4 MiB of float32
 _CHUNK_VALUES = 1 << 20
+# bytes reserved beyond a record's data for HDF5's metadata (chunk index, heaps, a new time chunk)
+_RESERVE_SLACK = 64 << 10
 
 
 
@@ -484,7 +488,21 @@ class RunStore:
         if record_velocity:
             encoding["velocity"] = encoding["position"]
         # written under a temporary name and renamed: a kill during create leaves no half-made .partial
-        ds.to_netcdf(new, engine="h5netcdf", unlimited_dims=["time"], encoding=encoding)
+        need = 2 * (target.nbytes + reference.nbytes + sum(np.asarray(v[1]).nbytes for v in static.values())) \
+            + _RESERVE_SLACK
+        try:
+            free = shutil.disk_usage(final.parent).free
+        except OSError:
+            free = None
+        if free is not None and free < need:
+            raise OSError(errno.ENOSPC, f"{final.parent}: no space left for {partial.name} (needs about {need} bytes, "
+                          f"{free} free)")
+        try:
+            ds.to_netcdf(new, engine="h5netcdf", unlimited_dims=["time"], encoding=encoding)
+        except (OSError, RuntimeError) as err:
+            _unlink(new)
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())[:300]
+            raise OSError(getattr(err, "errno", None) or errno.EIO, f"{new}: cannot write ({reason})") from None
         if durable:
             _fsync_path(new)
         os.replace(new, partial)
@@ -656,21 +674,98 @@ class RunStore:
         self._shadow_ok = True
 
     def _write_shadow(self, ops: list) -> None:
-        """Bring the shadow up to date and apply ``ops`` to it; close it cleanly."""
-        self._ensure_shadow()
+        """Bring the shadow up to date and apply ``ops`` to it; close it cleanly.
+
+        Disk space for the ops is reserved first (``posix_fallocate``; HDF5
+        truncates the file to its used size on close), so a full disk is
+        an ``OSError`` raised before HDF5 writes anything, never an HDF5 error
+        in the middle of a write (after which closing the file can crash the
+        process).  Any error leaves the published ``.partial`` as it was.
+        """
+        h = session = None
+        claim = None
         try:
+            self._ensure_shadow()
+            claim = self._claim_shadow()
+            self._reserve(self._behind + ops)
             # locking=False: a reader still holding this inode (an older .partial) must not stop the run
-            with h5py.File(self._shadow, "r+", locking=False) as h:
-                session = _Session(h, self._time_vars)
-                for op in self._behind + ops:
-                    op.apply(session)
+            h = h5py.File(self._shadow, "r+", locking=False)
+            session = _Session(h, self._time_vars)
+            for op in self._behind + ops:
+                op.apply(session)
+            session = None
+            h.close()
+            h = None
             if self._durable:
                 _fsync_path(self._shadow)
-        except BaseException:
+            if claim is not None:
+                os.close(claim)  # the shadow is closed and complete; it will be published next
+                claim = None
+        except BaseException as err:
             # the shadow may be half-written: never publish it, rebuild it next time
             self._shadow_ok = False
+            session = None
+            if h is not None:
+                try:
+                    h.close()
+                except Exception:  # noqa: BLE001 - already failing; the shadow is discarded below
+                    pass
+                h = None
             _unlink(self._shadow)
+            if claim is not None:
+                os.close(claim)
+                claim = None
+            if isinstance(err, (RuntimeError, OSError)):  # HDF5 reports write failures as either
+                reason = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())[:300]
+                raise OSError(getattr(err, "errno", None) or errno.EIO,
+                              f"{self.partial_path}: cannot write the next record ({reason}); every record "
+                              "so far is kept: fix the cause (free disk space), then continue with --resume") from None
             raise
+
+    def _claim_shadow(self) -> int | None:
+        """An exclusive ``flock`` on the shadow's inode for the time it is written; returns its descriptor.
+
+        The shadow is the previously published file, which a reader
+        (:func:`wgfsim.io.read_file`) may still be reading under a shared
+        ``flock``.  Then the store leaves that inode to the reader and starts
+        a fresh shadow from the published file (a copy: O(file size), only
+        while someone reads), so a reader never sees its file rewritten and
+        the writer never waits.  None where the file system has no ``flock``.
+        """
+        for _ in range(3):
+            fd = os.open(self._shadow, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except OSError as err:
+                os.close(fd)
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    return None  # no flock here: the readers' own checks remain (read_file retries)
+            _unlink(self._shadow)  # the reader keeps its inode; ours is a fresh copy nobody has opened
+            self._shadow_ok = False
+            self._ensure_shadow()
+        return None
+
+    def _reserve(self, ops: list) -> None:
+        """Reserve room in the shadow for ``ops`` (their data twice, plus HDF5 metadata); ENOSPC as an OSError."""
+        need = _RESERVE_SLACK
+        for op in ops:
+            if isinstance(op, _Record):
+                need += 64 + sum(np.asarray(v).nbytes for v in op.values.values())
+            else:
+                need += 64 + sum(len(str(v)) for v in op.attrs.values())
+        need *= 2
+        fd = os.open(self._shadow, os.O_RDWR)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                os.posix_fallocate(fd, size, need)
+            except OSError as err:
+                if err.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    return  # a filesystem without preallocation: HDF5 reports a full disk itself
+                raise OSError(err.errno, f"{err.strerror} (reserving {need} bytes for the next record)") from None
+        finally:
+            os.close(fd)
 
     def _commit(self, ops: list) -> None:
         """Apply ``ops`` to the shadow and publish it atomically as the ``.partial``."""

@@ -19,13 +19,17 @@ from typing import Any, NoReturn, Sequence
 
 from .. import flows as _flows
 from .. import targets as _targets
-from ..backend import BACKENDS
+from ..backend import BACKENDS, cupy_status
 from ..errors import OptionError
 from ..generator.mlp import MLPConfig
 from ..generator.train import TrainConfig
 
 
 from .spec import DEFAULT_N, DTYPES, METHODS, METRICS, ScenarioError, DistSpec, FlowSpec, GeneratorSpec, MetricsSpec, RunSpec, Scenario, _MLP_FIELDS
+
+# the scenario name is the run file's name: OUTPUT/NAME.h5 must stay inside OUTPUT
+NAME_MAX = 100
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,%d}" % (NAME_MAX - 1))
 
 # ---------------------------------------------------------------- messages
 
@@ -533,6 +537,10 @@ def loads(text: str, *, source: str = "<string>", base_dir: str = ".", overrides
     if "name" not in data:
         chk.fail("name", "missing", 'a scenario name, e.g. name = "quickstart"')
     name = chk.string(data["name"], "name", 'a non-empty string, e.g. name = "quickstart"')
+    if not _NAME.fullmatch(name):
+        shown = _show(name if len(name) <= 60 else name[:40]) + (f" ... ({len(name)} characters)" if len(name) > 60 else "")
+        chk.fail("name", f"got {shown}", f"a file name: 1 to {NAME_MAX} letters, digits, '.', '_' or '-', not "
+                 "starting with '.' (the run is written to OUTPUT/NAME.h5, so no folders or absolute paths)")
     description = data.get("description", "")
     if not isinstance(description, str):
         chk.fail("description", f"got {_show(description)}", "a string")
@@ -594,3 +602,99 @@ def load(path, overrides: Sequence[str] = ()) -> Scenario:
     base_dir = os.path.dirname(os.path.abspath(source))
     return loads(text, source=source, base_dir=base_dir, overrides=overrides)
 
+
+
+# ---------------------------------------------------------------- size check
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n / 2**10:.3g} KiB"
+
+
+def memory_estimate(sc: Scenario) -> tuple[int, dict[str, float]]:
+    """Bytes one run of ``sc`` needs at its peak, and the parts of the largest.
+
+    Runs of a file are run one after another, so the peak is the largest run
+    plus what every run shares: the target sample (``target.n x dim``, with
+    the sampler's copy) and the reference sample (``metrics.reference_n x
+    dim``, likewise), in float64.  A run holds its particles ``x`` (N x d in
+    the run's dtype: ``x``, the field ``v``, ``x + eta v`` and the kernels'
+    temporaries, about 4 copies), a record on the host (float32 positions
+    and velocities), and where its flow or metrics need them: ``sliced``'s
+    projections (``n_projections x (N + M)`` plus the directions),
+    ``w2_exact``'s dense plan and cost (``N x M``, twice), ``kale``/``drmmd``'s
+    dense Gram matrices (``(N + M)^2``, three, below their ``max_dense``), the
+    exact-W2 metric's plan (when ``N, M <= w2_max_points``), and the
+    generator's network with its Adam moments.  An estimate to refuse what
+    cannot fit, not a measurement.
+    """
+    from .expand import expand
+
+    points = expand(sc, allow_data_sweeps=True)
+    item = 4 if sc.run.dtype == "float32" else 8
+    d = 1
+    try:
+        d = points[0].target.build().dim
+    except Exception:  # noqa: BLE001 - the checks above already built it; an estimate never fails loading
+        pass
+    m_target, m_ref = sc.target.n, sc.metrics.reference_n
+    shared = {"target sample": 2.0 * m_target * d * 8, "reference sample": 2.0 * m_ref * d * 8}
+    worst, worst_parts = 0.0, {}
+    for p in points:
+        n = p.init.n
+        parts = {"particles": 4.0 * n * d * item + 2.0 * n * d * 4}
+        params = dataclasses.asdict(_flows.make_params(p.flow, **p.params))
+        if p.flow == "sliced":
+            parts["sliced projections"] = 8.0 * params["n_projections"] * (n + m_target + d)
+        if p.flow == "w2_exact":
+            parts["w2_exact plan"] = 2.0 * 8 * n * m_target
+        if p.flow in ("kale", "drmmd") and params.get("solver") in ("auto", "dense") and n + m_target <= params.get("max_dense", 0):
+            parts[f"{p.flow} Gram matrices"] = 3.0 * 8 * (n + m_target) ** 2
+        if "w2" in sc.metrics.names and max(n, m_ref) <= sc.metrics.w2_max_points:
+            parts["w2 metric plan"] = 2.0 * 8 * n * m_ref
+        if p.method == "generator" and sc.generator is not None:
+            g = sc.generator
+            weights = (g.latent_dim + 1) * g.width + (g.depth - 1) * (g.width + 1) * g.width + (g.width + 1) * d
+            parts["generator"] = 4.0 * 8 * weights + 4.0 * 8 * g.batch_size * g.width
+        total = sum(parts.values())
+        if total > worst:
+            worst, worst_parts = total, parts
+    parts = {**shared, **worst_parts}
+    return int(sum(parts.values())), parts
+
+
+def check_size(sc: Scenario, available: int | None = None) -> None:
+    """Refuse (ScenarioError) a scenario whose :func:`memory_estimate` exceeds the available memory.
+
+    ``available`` defaults to the memory a new allocation can take now
+    (``MemAvailable``, capped by a cgroup limit); where that is unknown,
+    nothing is refused.
+    """
+    need, parts = memory_estimate(sc)
+    if available is None:
+        available = _targets._available_memory()
+    if available is None or need <= available:
+        return
+    biggest = sorted(parts.items(), key=lambda kv: -kv[1])[:3]
+    detail = ", ".join(f"{k} {_bytes(v)}" for k, v in biggest)
+    raise ScenarioError(
+        f"{sc.source}: the run needs about {_bytes(need)} of memory ({detail}) but {_bytes(available)} is "
+        "available; make init.n, target.n, metrics.reference_n or the flow's sizes smaller, or pass "
+        "--no-size-check to try anyway", source=sc.source)
+
+
+def check_environment(sc: Scenario) -> None:
+    """Refuse (ScenarioError) what this machine cannot run: ``backend = "cupy"`` without a usable CuPy.
+
+    Kept out of :func:`loads`: a scenario written for a GPU machine stays a
+    valid file everywhere (planning a sweep, reading its results); ``wgfsim
+    validate``, ``run`` and ``sweep`` call this before any work.
+    """
+    if sc.run.backend == "cupy":
+        available, why = cupy_status()
+        if not available:
+            raise ScenarioError(f'{sc.source}: run.backend: "cupy" is not usable on this machine ({why}); expected '
+                                '"auto", "numba" or "numpy" here', source=sc.source, path="run.backend")

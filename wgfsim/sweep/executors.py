@@ -23,6 +23,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from concurrent.futures import as_completed as _futures_as_completed
 from typing import Callable, Iterator
 
@@ -81,6 +82,21 @@ def _failed_runs(path: pathlib.Path) -> dict:
     return failed if isinstance(failed, dict) else {"?": str(failed)}
 
 
+def clean_finished(path: pathlib.Path) -> None:
+    """Remove a stale ``.partial``/checkpoint beside a finished point file (a kill right after its final rename)."""
+    from ..io.lock import LockHeld, RunLock
+    from ..runner import clean_stale
+
+    leftovers = [path.with_name(path.name + ".partial"), path.with_name(path.stem + ".ckpt")]
+    if not any(p.exists() for p in leftovers):
+        return
+    try:
+        with RunLock(path):
+            clean_stale(path)
+    except (LockHeld, OSError):
+        pass  # someone is at work on it, or the folder is read-only: leave it
+
+
 def run_point_task(payload: dict) -> dict:
     """Run one sweep point in this process: ``runner.run_points(sc, [point], path)``.
 
@@ -98,19 +114,20 @@ def run_point_task(payload: dict) -> dict:
 
         sc, point, path = payload["sc"], payload["point"], pathlib.Path(payload["path"])
         if path.exists():
+            clean_finished(path)
             out["status"] = "skipped"
             return out
         partial = path.with_name(path.name + ".partial")
         if partial.exists():
             try:  # a killed sweep left this point half-done: continue from its checkpoints
                 runner.run_points(sc, [point], path, resume=True, progress=False)
-            except ScenarioError:
-                raise
+            except (ScenarioError, runner.LockHeld):
+                raise  # the scenario's mistake, or another sweep writing this point: never overwrite
             except Exception as err:  # an unreadable leftover: start the point afresh
                 print(f"wgfsim sweep: cannot resume {partial.name} ({err}); starting it afresh", file=sys.stderr)
-                runner.run_points(sc, [point], path, resume=False, progress=False)
+                runner.run_points(sc, [point], path, resume=False, overwrite=True, progress=False)
         else:
-            runner.run_points(sc, [point], path, resume=False, progress=False)
+            runner.run_points(sc, [point], path, resume=False, overwrite=True, progress=False)
         failed = _failed_runs(path)
         if failed:
             out["error"] = "; ".join(f"{err}" for err in failed.values()) + " (records kept in the file)"
@@ -158,21 +175,44 @@ class _LocalExecutor(_Executor):
         self.threads = 1 if self.workers > 1 else None
         return self
 
+    retries = 2  # times a point lost with a dead worker is run again (it resumes from its checkpoints)
+
     def run(self, payloads):
+        """Run every payload; when a worker dies (``BrokenProcessPool``) a fresh pool retries the lost points.
+
+        A dead worker breaks the whole pool: every point not finished by then
+        is lost with it, not failed.  Each is retried up to :attr:`retries`
+        times (a point that kills its worker every time is then reported
+        failed); the point that was running resumes from its ``.partial``.
+        """
         env = {v: str(self.threads) for v in THREAD_VARS} if self.threads is not None else {}
         ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=ctx, initializer=_init_local_worker, initargs=(self.threads, os.getpid())
-        )
-        try:
-            # workers are spawned during submit(): they inherit this environment from their first instruction,
-            # before numba or a BLAS is imported; the parent runs no kernel meanwhile
-            with _environ(env):
-                futures = {pool.submit(run_point_task, p): i for i, p in enumerate(payloads)}
-            for fut in _futures_as_completed(futures):
-                yield futures[fut], _outcome_of(fut.result, fut.exception)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        pending = list(range(len(payloads)))
+        tries = {i: 0 for i in pending}
+        while pending:
+            lost = []
+            pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=_init_local_worker,
+                initargs=(self.threads, os.getpid())
+            )
+            try:
+                # workers are spawned during submit(): they inherit this environment from their first instruction,
+                # before numba or a BLAS is imported; the parent runs no kernel meanwhile
+                with _environ(env):
+                    futures = {pool.submit(run_point_task, payloads[i]): i for i in pending}
+                for fut in _futures_as_completed(futures):
+                    i = futures[fut]
+                    if isinstance(fut.exception(), BrokenProcessPool) and tries[i] < self.retries:
+                        tries[i] += 1
+                        lost.append(i)
+                        continue
+                    yield i, _outcome_of(fut.result, fut.exception)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+            if lost:
+                print(f"wgfsim sweep: a worker process died; running its {len(lost)} lost point(s) again",
+                      file=sys.stderr)
+            pending = sorted(lost)
 
 
 def _outcome_of(result: Callable, exception: Callable) -> dict:
@@ -215,9 +255,18 @@ class _DaskExecutor(_Executor):
 
     name = "dask"
 
+    connect_timeout = 10.0  # seconds to reach the scheduler before giving up with one line
+
     def _client(self):
         distributed = _distributed()
-        return distributed.Client(self.scheduler, set_as_default=False)
+        try:
+            return distributed.Client(self.scheduler, set_as_default=False, timeout=self.connect_timeout)
+        except (OSError, TimeoutError) as err:  # refused, unknown host, or no answer in time
+            reason = " ".join(str(err).split())[:200] or type(err).__name__
+            raise ConnectionError(
+                f"scheduler {self.scheduler}: cannot connect within {self.connect_timeout:g} s ({reason}); "
+                "check that the dask scheduler runs at this address (dask scheduler --port PORT)"
+            ) from None
 
     def __enter__(self):
         self.threads = 1
