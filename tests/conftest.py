@@ -73,4 +73,14 @@ def backend(request):
         if not compiler_available():
             pytest.skip("no C++ compiler to emulate the CUDA kernels")
         emulated.register()
+        request.getfixturevalue("emulated_kernels")
     return BackendCase(request.param)
+
+
+@pytest.fixture(scope="session")
+def emulated_kernels():
+    """The CPU emulation of the CUDA kernels, with the common instances compiled once (in parallel)."""
+    from cuda_emulation import EMULATOR
+
+    EMULATOR.prewarm()
+    return EMULATOR

@@ -59,6 +59,8 @@ class Runtime:
 
 @pytest.fixture(params=["emulated", pytest.param("cupy", marks=needs_gpu)])
 def runtime(request):
+    if request.param == "emulated":
+        request.getfixturevalue("emulated_kernels")
     return Runtime(request.param)
 
 

@@ -205,6 +205,15 @@ class Emulator:
         return self.multiprocessors
 
     # --- kernels
+    def prewarm(self, dtypes=("float32", "float64"), dims=(1, 2, 3, 17)) -> None:
+        """Compile every instance a call with these dtypes and dimensions can launch, in parallel batches.
+
+        Done once per session before the tests, it replaces many one-instance
+        compilations (each paying the parse of the source) by a few batches
+        spread over the CPUs.
+        """
+        self.prepare([name for dt in dtypes for d in dims for name in gpu.instance_names(dt, d)])
+
     def kernel(self, name: str) -> EmulatedKernel:
         fn = self._kernels.get(name)
         if fn is None:
