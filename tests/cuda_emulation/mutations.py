@@ -93,7 +93,7 @@ MUTANTS = {
         "inv = r;",
     ),
     "nan-as-empty-row": (
-        "a NaN sum read as an empty row (-inf, 0), as before",
+        "a NaN sum read as an empty row (-inf, 0)",
         "    const bool empty = total == T(0);\n    lse_out[row] = empty ? ninf : N_::lse(mx[r], total);",
         "    const bool empty = !(total > T(0));\n    lse_out[row] = empty ? ninf : N_::lse(mx[r], total);",
     ),
