@@ -146,9 +146,7 @@ def test_lse_alone_equals_reference(backend, rng, d, dtype):
         assert_close(backend.get(lse), ref_lse, 1e-10 if dtype == np.float64 else 1e-4)
 
 
-def test_points_in_r0_have_every_cost_zero(backend, rng, request):
-    if backend.name == "numba":
-        request.applymarker(pytest.mark.xfail(strict=False, reason="d = 0 in the Numba kernel, which is being rewritten"))
+def test_points_in_r0_have_every_cost_zero(backend, rng):
     # d = 0: every distance is 0, so lse_i = log sum_j exp(g_j) (log M for g = 0) and the shift is empty
     for dtype in (np.float64, np.float32):
         x, y, g = np.zeros((7, 0)), np.zeros((9, 0)), rng.normal(size=9)
@@ -161,9 +159,7 @@ def test_points_in_r0_have_every_cost_zero(backend, rng, request):
         np.testing.assert_allclose(backend.get(lse), np.log(6.0), rtol=1e-6)
 
 
-def test_nan_inputs_give_nan_not_empty_rows(backend, rng, request):
-    if backend.name == "numba":
-        request.applymarker(pytest.mark.xfail(strict=False, reason="the Numba kernel's NaN handling is being rewritten with it"))
+def test_nan_inputs_give_nan_not_empty_rows(backend, rng):
     x, y, g = rng.normal(size=(40, 2)), rng.normal(size=(300, 2)), rng.normal(size=300)
     for dtype in (np.float64, np.float32):
         # a NaN coordinate of x_3: row 3 is NaN, the others untouched
