@@ -297,8 +297,8 @@ def _final_metric(ds, metric: str) -> tuple[np.ndarray, np.ndarray]:
 def final_metric_figure(ds, metric: str = "mmd2") -> Figure:
     """The final ``metric`` against each flow's hyper-parameter: one panel per target, one line per flow.
 
-    A line is the mean over seeds (points without a finite final value left
-    out), the band their min-max.  The x axis is the flow's length scale
+    A line is the mean over seeds (points without a finite final value, not
+    run yet or diverged, left out), the band their min-max.  The x axis is the flow's length scale
     (the registry's ``length_scale`` of the stored options: sigma, sqrt(eps),
     T) where the flow has one, log scale; flows without one (``sliced``'s
     number of projections) are drawn dashed against the top axis, in their
@@ -316,7 +316,7 @@ def final_metric_figure(ds, metric: str = "mmd2") -> Figure:
     n = len(groups)
     ncols = min(n, 5)
     nrows = math.ceil(n / ncols)
-    fig = figure(3.4 * ncols + 0.4, 3.1 * nrows + 0.9)
+    fig = figure(max(3.4 * ncols + 0.4, 8.0), 3.1 * nrows + 0.9)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -331,8 +331,8 @@ def final_metric_figure(ds, metric: str = "mmd2") -> Figure:
             if h is None or h not in ds.coords:
                 continue
             raw = values(ds, h)[i]
-            if missing(raw):
-                continue
+            if missing(raw) or not np.isfinite(last[i]):
+                continue  # a point not run yet (or diverged) has no final value to draw, nor stored options
             scale = _length(ds, i, flows_[i])
             entry = lines.setdefault((flows_[i], methods[i]), {"length": scale is not None, "h": h, "x": {}})
             entry["length"] &= scale is not None
@@ -373,7 +373,8 @@ def final_metric_figure(ds, metric: str = "mmd2") -> Figure:
             top.set_xlabel("flows without a length scale, own units (dashed)", fontsize=7)
             top.tick_params(labelsize=7)
     for ax in axes[:n]:
-        ax.set_xlabel("length scale: sigma, sqrt(eps), T" if any_length else "hyper-parameter value (each flow's units)",
+        ax.set_xlabel("the flow's length scale (bandwidth sigma, sqrt(eps), ...)" if any_length
+                      else "hyper-parameter value (each flow's units)",
                       fontsize=8)
     axes[0].set_ylabel(f"final {metric}", fontsize=9)
     handles, labels = [], []
