@@ -133,3 +133,10 @@ def test_cli_animate_and_its_user_errors(stored, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg there
     assert cli.main(["plot", str(stored), "--animate", "--format", "mp4", "-q"]) == 2
     assert "ffmpeg" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not __import__("shutil").which("ffmpeg"), reason="MP4 needs ffmpeg on the PATH")
+def test_mp4_through_ffmpeg(ds, tmp_path):
+    path = plots.animate(ds, tmp_path / "a.mp4", max_frames=3, progress=False)
+    head = path.read_bytes()[:12]
+    assert head[4:8] == b"ftyp"  # an ISO base media file (MP4) starts with its ftyp box
