@@ -423,7 +423,7 @@ def test_a_full_disk_is_exit_1_keeps_the_partial_and_never_crashes(tmp_path, siz
                              capture_output=True, text=True, timeout=600)
         assert res.returncode == 1, (res.returncode, res.stderr[-2000:])  # 139 was a segfault
         lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and "No space left" in lines[0] or "no space left" in lines[0], lines
+        assert len(lines) == 1 and ("No space left" in lines[0] or "no space left" in lines[0]), lines
         partial = mnt / "o" / "tiny.h5.partial"
         if partial.exists():  # a disk too small for even the empty file leaves nothing
             ds = wgfsim.open_run(partial, index=False)

@@ -263,7 +263,9 @@ def test_killed_sweep_reruns_only_the_missing_points(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     try:  # wait for a finished point and the next one half-way (its .partial holds records)
-        while not (list(out.glob("*.h5")) and list(out.glob("*.ckpt/run0.npz"))):
+        # the checkpoint of a point whose .partial is live (a finished point's lingers until its cleanup)
+        while not (list(out.glob("*.h5")) and any(p.with_name(p.name[: -len(".ckpt")] + ".h5.partial").exists()
+                                                   for p in (c.parent for c in out.glob("*.ckpt/run0.npz")))):
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "the sweep made no progress in time"
             time.sleep(0.02)
