@@ -21,6 +21,14 @@ last record and produces the same file as an uninterrupted run (bit for bit
 on the CPU: every random draw comes from a seeded stream and the kernels are
 deterministic).
 
+Identity and ownership: the file carries the :func:`fingerprint` of the
+resolved scenario, which ``--resume`` must match (a different scenario is
+refused, naming the differing keys, never mixed into the file), and the
+writer holds ``NAME.h5.lock`` (:mod:`wgfsim.io.lock`) for the whole run.
+Divergence is a run failure, never a crash of the group nor a stored inf:
+positions must be finite in the file's float32, and a field or metric that
+can no longer be computed from a later state fails that run only.
+
 Random streams of a point with seed ``s`` (``numpy.random.SeedSequence``):
 ``[s, 1]`` init sample, ``[s, 2]`` the flow's own draws, ``[s, 3]`` target
 minibatches and latents, ``[s, 4]`` energy estimates; the target sample uses

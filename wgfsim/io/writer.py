@@ -53,10 +53,22 @@ loss (fsync of the file and the directory on every record).
 
 :meth:`RunStore.finish` writes the final attributes into the shadow and
 renames it to ``NAME.h5``; :meth:`RunStore.reopen` (``--resume``) discards a
-stale shadow, copies the published file once and continues.  One writer per
-file; readers should load and close (as :func:`wgfsim.io.open_run` does): a reader
-holding a ``.partial`` open for longer than one record may see that file
-rewritten as the next shadow.
+stale shadow, copies the published file once and continues.
+
+One writer per file (the runner holds :class:`wgfsim.io.lock.RunLock`).
+Readers: the shadow is written under an exclusive ``flock``, and
+:func:`wgfsim.io.read_file` reads a published file under a shared one; when a
+reader still holds the inode that would become the next shadow, the store
+leaves it to the reader and copies the published file instead
+(:meth:`RunStore._claim_shadow`), so a reader never sees its file rewritten.
+A reader that opens the file some other way (``h5py.File`` kept open across
+records) gets no such promise.
+
+Full disks: each write first reserves room for its data and HDF5's metadata
+(``posix_fallocate``; HDF5 trims the file to its used size on close), so a
+full disk is an ``OSError`` before HDF5 writes anything, and an HDF5 write
+error is turned into one too after the shadow is closed and discarded; the
+published ``.partial`` keeps every record so far.
 """
 
 from __future__ import annotations
