@@ -146,18 +146,28 @@ def test_overwrite_discards_an_unfinished_run(tmp_path, monkeypatch, capsys):
     assert attrs["status"] == "complete"
 
 
-def test_resume_cleans_what_a_kill_after_the_final_rename_left(tmp_path, capsys):
+@pytest.mark.parametrize("resume", [True, False])
+def test_an_interrupt_right_after_the_final_rename_is_cleaned_up(tmp_path, monkeypatch, capsys, resume):
     sc = _scenario(tmp_path)
     out = tmp_path / "out"
-    assert _run(sc, out) == 0
+    real = wgfsim.io.writer._unlink
+
+    def unlink(p):  # finish() renamed the shadow to NAME.h5 and now removes the .partial: stop right there
+        if p.name == "tiny.h5.partial" and (out / "tiny.h5").exists():
+            monkeypatch.setattr(wgfsim.io.writer, "_unlink", real)
+            raise KeyboardInterrupt
+        real(p)
+
+    monkeypatch.setattr(wgfsim.io.writer, "_unlink", unlink)
+    assert _run(sc, out) == 130
     final = out / "tiny.h5"
+    assert final.exists() and (out / "tiny.h5.partial").exists() and (out / "tiny.ckpt").exists()
+    with h5py.File(final, "r") as h:
+        assert h.attrs["status"] == "complete"
     before = final.read_bytes()
-    # what a kill between the final rename and the cleanup leaves: the old .partial and the checkpoints
-    shutil.copyfile(final, out / "tiny.h5.partial")
-    (out / "tiny.ckpt").mkdir()
-    (out / "tiny.ckpt" / "run0.npz").write_bytes(b"x")
-    assert _run(sc, out, "--resume") == 0
-    assert final.read_bytes() == before
+    assert _run(sc, out, *(["--resume"] if resume else [])) == 0
+    if resume:
+        assert final.read_bytes() == before  # complete: left alone
     assert sorted(p.name for p in out.iterdir()) == ["tiny.h5"]
 
 

@@ -423,9 +423,12 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
     n_particles = max(m.n_points for m in methods)
     ckdir = checkpoint.ckpt_dir(path)
     partial = path.with_name(path.name + ".partial")
+    if path.exists() and (partial.exists() or ckdir.exists()):
+        # a kill right after the final rename leaves these behind: the complete file supersedes them
+        # (a new run removes NAME.h5 before it creates its .partial, so the two never hold different runs)
+        clean_stale(path)
     if resume and path.exists():
         _check_identity(path, ident, "resume it")
-        clean_stale(path)  # a kill right after the final rename leaves these behind
         return path  # already complete
     if resume and partial.exists():
         _check_identity(partial, ident, "resume it")
