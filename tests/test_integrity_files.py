@@ -12,11 +12,9 @@ import math
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import h5py
@@ -24,7 +22,7 @@ import numpy as np
 import pytest
 
 import wgfsim
-from wgfsim import metrics, runner
+from wgfsim import metrics
 from wgfsim.cli import main
 from wgfsim.io.lock import LockHeld, RunLock
 
