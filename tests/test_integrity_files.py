@@ -338,6 +338,28 @@ def test_a_diverged_file_resumes(tmp_path, monkeypatch, capsys):
     assert attrs["status"] == "complete" and len(json.loads(attrs["failed_runs"])) == 2
 
 
+def test_a_step_that_fails_after_a_record_keeps_that_record(tmp_path, monkeypatch, capsys):
+    from wgfsim import particles
+    from wgfsim.methods.particles import ParticlesMethod
+
+    real = ParticlesMethod.advance
+
+    def advance(self, state, v):
+        if state.step == 2 and self.point.flow == "mmd":
+            raise particles.SimulationError("step 2: NaN in the field (injected)")
+        return real(self, state, v)
+
+    monkeypatch.setattr(ParticlesMethod, "advance", advance)
+    sc = _scenario(tmp_path)
+    assert _run(sc, tmp_path / "out") == 1
+    pos, t, attrs = _positions(tmp_path / "out" / "tiny.h5")
+    assert list(json.loads(attrs["failed_runs"])) == ["mmd particles seed=0"]
+    # records at steps 0 and 2 of the failed run are stored (step 2 was recorded before its step failed)
+    np.testing.assert_array_equal(np.isfinite(t[0]), [True, True, False])
+    assert np.isfinite(pos[0, 1]).all()
+    np.testing.assert_array_equal(np.isfinite(t[1]), [True, True, True])  # the other run went on
+
+
 def test_metrics_of_huge_or_infinite_particles_are_nan_not_errors():
     ref = np.random.default_rng(0).normal(size=(20, 2))
     for scale in (1e160, 1e300, np.inf):
