@@ -480,7 +480,7 @@ def open_sweep(out_dir, *, layout: str = "grid", variables: Sequence[str] | None
     ds = ds.assign_coords({k: ("run", _coord_array(per_run[k])) for k in all_keys})
     keys = [k for k in manifest["keys"] if k in all_keys]
     ds.attrs = {**template.attrs, "sweep_dir": str(out), "sweep_keys": json.dumps(keys), "sweep_layout": layout}
-    for name in ("failed_runs", "status", "start_time", "end_time"):
+    for name in ("failed_runs", "status", "start_time", "end_time", "fingerprint", "resolved_scenario"):  # per point
         ds.attrs.pop(name, None)
     if layout == "runs":
         return run_index(ds)
