@@ -44,8 +44,8 @@ def open_sweep(path):
     """A sweep folder's points (:func:`wgfsim.open_sweep` with ``layout="points"``), with what the figures draw.
 
     Only the positions, the target, the flows' stored options and the scalar
-    metrics are read: not the velocities, nor the mode masses (whose ``mode``
-    axis differs between targets with different numbers of modes).
+    metrics are read (not the velocities nor the mode masses): a large sweep
+    loads faster.
     """
     import wgfsim
     from ..io.schema import SCALAR_METRICS
