@@ -318,7 +318,7 @@ def test_final_metric_against_the_length_scale(sweep_dir, sweep_ds):
 
 
 def test_sweep_with_a_missing_point_still_plots(sweep_dir, tmp_path, capsys):
-    """Remove a point's file: `wgfsim plot` still writes the figures, that panel grey and marked; `info` counts it."""
+    """A point's file removed, another diverged: `wgfsim plot` still writes the figures, both panels marked; `info` counts them."""
     import shutil
 
     from wgfsim import cli
@@ -329,6 +329,13 @@ def test_sweep_with_a_missing_point_still_plots(sweep_dir, tmp_path, capsys):
     gone = next(pp for pp in planned if pp.coords["flow"] == "sliced" and pp.coords["n_projections"] == 64
                 and pp.coords["target.kind"] == "checkerboard" and pp.coords["seed"] == 0)
     (copy / gone.file).unlink()
+    # and one point that diverged: its last record NaN, its file saying so (as the runner writes it)
+    broken = next(pp for pp in planned if pp.coords["flow"] == "mmd" and pp.coords["bandwidth"] == 2.0
+                  and pp.coords["target.kind"] == "moons" and pp.coords["seed"] == 0)
+    with h5py.File(copy / broken.file, "r+") as h:
+        h["position"][0, -1] = np.nan
+        h.attrs["failed_runs"] = json.dumps({"mmd bandwidth=2.0": "non-finite positions at step 10"})
+        first = h["position"][0, 0]
     assert cli.main(["plot", str(copy), "-o", str(tmp_path / "figs")]) == 0
     names = ["grid_test_samples_moons.png", "grid_test_samples_checkerboard.png", "grid_test_final_mmd2.png"]
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(names)
@@ -337,8 +344,15 @@ def test_sweep_with_a_missing_point_still_plots(sweep_dir, tmp_path, capsys):
     fig = dict(plots.sample_grid(ds))["checkerboard"]
     (panel,) = [ax for ax in fig.axes if ax.get_title() == "n_projections=64"]
     assert [t.get_text() for t in panel.texts] == ["missing\n(no file)"] and not panel.images
+    # the diverged point: its last finite record, marked failed
+    (panel,) = [ax for ax in dict(plots.sample_grid(ds))["moons"].axes if ax.get_title() == "bandwidth=2"]
+    assert [t.get_text() for t in panel.texts] == ["failed"]
+    x0, x1, y0, y1 = panel.images[0].get_extent()
+    expected, _, _ = np.histogram2d(first[:, 0], first[:, 1], bins=plots.sweeps.BINS, range=[[x0, x1], [y0, y1]])
+    np.testing.assert_array_equal(np.asarray(panel.images[0].get_array()).T, expected)
     text = plots.sweep_summary(ds)  # what `wgfsim info` prints
-    assert f"{len(planned)} point(s)" in text and f"status: complete {len(planned) - 1}, missing 1" in text
+    assert f"{len(planned)} point(s)" in text and f"status: complete {len(planned) - 2}, failed 1, missing 1" in text
+    assert f"  failed: {broken.file}: non-finite positions at step 10" in text
     assert "  bandwidth: 0.5, 2 (8 points)" in text and "  n_projections: 4, 64 (8 points)" in text
     assert gone.file in text
     capsys.readouterr()
