@@ -10,9 +10,11 @@ targets: the particle of rank ``r`` (0-based, ties broken by index) sits at
 quantile ``u = (r + 1/2)/N`` and goes to the linear interpolation of the
 sorted projected targets at ``u`` (nodes ``(j + 1/2)/M``, constant beyond the
 end nodes).  Cost ``O(L (N log N + M log M))``.  On the CPU the directions
-run in parallel threads, each projection is computed once, and the argsort is
-NumPy's fast one, made stable (ties by index) only inside runs of equal
-projections, the one place where the order changes the result; on the GPU
+run in parallel threads and each projection is computed once; the ranks come
+from sorting 64-bit integers (the bits of the float32-rounded projection,
+then the index) with NumPy's vectorised integer sort, and only runs of equal
+rounded values are then ordered by exact value (stably, so ties stay by
+index: the one place where the order changes the result).  On the GPU
 ``xp.argsort`` (a radix sort).
 
 Energy: ``SW_2^2 = (1/L) sum_l (1/N) sum_i (T_l(<theta_l, x_i>) - <theta_l, x_i>)^2``
@@ -80,27 +82,6 @@ def _projected_gaps(x, y, params: Params, ctx):
     return monotone_map(px, py) - px, theta  # (L, N), (L, d)
 
 
-@numba.njit(nogil=True, cache=True)
-def _stable_ties(sorted_px, order):
-    """Within each run of equal projections, put the particle indices in increasing order.
-
-    A fast (unstable) argsort followed by this is the stable argsort: ties are
-    rare in floating point (duplicate particles make them), so the runs are
-    few and short, and only they pay for a second sort.
-    """
-    n = sorted_px.shape[0]
-    r = 0
-    while r < n - 1:
-        if sorted_px[r + 1] != sorted_px[r]:
-            r += 1
-            continue
-        e = r + 1
-        while e < n - 1 and sorted_px[e + 1] == sorted_px[r]:
-            e += 1
-        order[r:e + 1] = np.sort(order[r:e + 1])
-        r = e + 1
-
-
 @numba.njit(nogil=True, fastmath=True, cache=True)
 def _accumulate(theta_l, order, sorted_px, qy, v):
     """``v[order[r]] += (T(r) - px_(r)) theta_l`` over ranks r; returns ``sum_r (T(r) - px_(r))^2``.
@@ -129,6 +110,69 @@ def _accumulate(theta_l, order, sorted_px, qy, v):
     return sq
 
 
+@numba.njit(nogil=True, fastmath=True, cache=True)
+def _project(x, theta_l):
+    """``x @ theta_l`` (N,) without BLAS, whose own threads would compete with the direction threads."""
+    n, d = x.shape
+    out = np.empty(n, dtype=x.dtype)
+    for i in range(n):
+        s = x[i, 0] * theta_l[0]
+        for k in range(1, d):
+            s += x[i, k] * theta_l[k]
+        out[i] = s
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _sort_keys(px):
+    """``(monotone bits of float32(px_i)) << 32 | i`` (N,) uint64: sorting these integers orders the
+    particles by their rounded projection, ties by index (NumPy sorts integers with SIMD, far
+    faster than its argsort)."""
+    n = px.shape[0]
+    bits = px.astype(np.float32).view(np.uint32)
+    keys = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        u = np.uint64(bits[i])
+        u = (~u & np.uint64(0xFFFFFFFF)) if u >> np.uint64(31) else (u | np.uint64(0x80000000))
+        keys[i] = (u << np.uint64(32)) | np.uint64(i)
+    return keys
+
+
+@numba.njit(nogil=True, cache=True)
+def _order_from_keys(keys, px):
+    """The stable argsort of px and px in that order, from the sorted keys of :func:`_sort_keys`.
+
+    Projections that round to the same float32 form runs in index order; a stable
+    insertion sort by the exact value inside each run finishes the job.
+    """
+    n = keys.shape[0]
+    order = np.empty(n, dtype=np.int64)
+    sorted_px = np.empty(n, dtype=px.dtype)
+    for r in range(n):
+        i = np.int64(keys[r] & np.uint64(0xFFFFFFFF))
+        order[r] = i
+        sorted_px[r] = px[i]
+    r = 0
+    while r < n - 1:
+        if (keys[r + 1] >> np.uint64(32)) != (keys[r] >> np.uint64(32)):
+            r += 1
+            continue
+        e = r + 1
+        while e < n - 1 and (keys[e + 1] >> np.uint64(32)) == (keys[r] >> np.uint64(32)):
+            e += 1
+        for q in range(r + 1, e + 1):  # insertion sort of [r, e] by value, stable
+            v, i = sorted_px[q], order[q]
+            p = q - 1
+            while p >= r and sorted_px[p] > v:
+                sorted_px[p + 1] = sorted_px[p]
+                order[p + 1] = order[p]
+                p -= 1
+            sorted_px[p + 1] = v
+            order[p + 1] = i
+        r = e + 1
+    return order, sorted_px
+
+
 # below this many projected points per call, one thread does it all (a pool costs ~0.1 ms per task)
 _THREADS_MIN = 1 << 15
 
@@ -136,10 +180,10 @@ _THREADS_MIN = 1 << 15
 def _cpu_velocity(x, y, theta):
     """Velocity (N, d) and SW_2^2 for NumPy arrays: directions spread over threads, one pass each.
 
-    Per direction: project once, a fast argsort (stable only inside runs of
-    ties, where the order decides which particle gets which target), one sort
-    of the projected targets, and the gaps added to a per-thread sum of the
-    velocity; memory O((N + M) x threads), never (L, N).
+    Per direction: project once (without BLAS), rank by the integer-key sort
+    of :func:`_sort_keys` (ties by index), one sort of the projected targets,
+    and the gaps added to a per-thread sum of the velocity; memory
+    O((N + M) x threads), never (L, N).
     """
     n, d = x.shape
     m = y.shape[0]
@@ -150,12 +194,11 @@ def _cpu_velocity(x, y, theta):
         v = np.zeros((n, d), dtype=x.dtype)
         sq = 0.0
         for l in range(w, n_dir, workers):
-            px = x @ theta[l]  # (N,)
-            order = np.argsort(px)
-            sorted_px = px[order]
-            if (sorted_px[1:] == sorted_px[:-1]).any():
-                _stable_ties(sorted_px, order)
-            qy = np.sort(y @ theta[l])  # (M,)
+            px = _project(x, theta[l])  # (N,)
+            keys = _sort_keys(px)
+            keys.sort()
+            order, sorted_px = _order_from_keys(keys, px)
+            qy = np.sort(_project(y, theta[l]))  # (M,)
             sq += _accumulate(theta[l], order, sorted_px, qy, v)
         return v, sq
 
