@@ -139,6 +139,7 @@ def complex_step_grad(fn, z, h=1e-30):
     return g
 
 
+@pytest.mark.truth("kale")
 @pytest.mark.parametrize("lam", [0.01, 0.1, 1.0, 10.0])
 def test_kale_matches_the_reference_newton(clouds, lam):
     x, y = clouds
@@ -220,6 +221,7 @@ def test_large_lambda_gives_the_mmd_field(clouds, name, factor, kernel, bandwidt
     assert wgfsim.energy(name, x, y, lambda_=1e4, **k) / limit == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.truth("kale", "drmmd")
 @pytest.mark.parametrize("lam", [0.01, 0.1, 1.0, 10.0])
 def test_one_particle_one_target_closed_forms(lam):
     x, y = np.array([[0.3, -0.2]]), np.array([[0.9, 0.4]])
@@ -243,6 +245,7 @@ def stacked(D, pi, alpha, n=5):
     return pts, a, b
 
 
+@pytest.mark.truth("kale")
 @pytest.mark.filterwarnings("ignore:xtol")
 @pytest.mark.parametrize("lam", [0.05, 0.5, 5.0])
 @pytest.mark.parametrize("D, pi, alpha", [(0.6, 0.5, 0.2), (1.0, 0.7, 0.4)])
@@ -268,6 +271,7 @@ def test_two_atoms_kale(lam, D, pi, alpha):
     assert flows.get("kale").two_atom(D, 1 - pi, 1 - alpha, p) == pytest.approx(-expected, rel=1e-9)
 
 
+@pytest.mark.truth("drmmd")
 @pytest.mark.parametrize("lam", [0.01, 0.5, 5.0])
 @pytest.mark.parametrize("D, pi, alpha", [(0.6, 0.5, 0.2), (1.0, 0.7, 0.4)])
 def test_two_atoms_drmmd(lam, D, pi, alpha):
@@ -325,6 +329,7 @@ def ref_drmmd(X, Y, lam, sigma):
     return value, witness
 
 
+@pytest.mark.truth("drmmd")
 @pytest.mark.parametrize("lam", [1e-3, 0.1, 1.0])
 def test_drmmd_matches_the_reference(clouds, lam):
     x, y = clouds
