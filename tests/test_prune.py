@@ -37,7 +37,11 @@ def _assert_rel(got, ref, rtol):
     np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * scale)
 
 
-@pytest.mark.parametrize("kind,d,cost", list(itertools.product(["clustered", "spread"], [1, 2, 3], ["sqeuclidean", "euclidean"])))
+# d = 2 in the default suite; d = 1 and 3 compile their own kernel variants (about 20 s each, cold), so slow
+@pytest.mark.parametrize("kind,d,cost", [
+    pytest.param(kind, d, cost, marks=() if d == 2 else pytest.mark.slow)
+    for kind, d, cost in itertools.product(["clustered", "spread"], [1, 2, 3], ["sqeuclidean", "euclidean"])
+])
 def test_pruned_equals_dense(rng, kind, d, cost):
     x, y = _data(rng, kind, d)
     g = rng.normal(size=len(y)) * 2.0  # offsets that vary column to column
@@ -77,6 +81,7 @@ def test_only_the_diagonal_survives(rng):
     np.testing.assert_allclose(shift, 0.0, atol=1e-14)
 
 
+@pytest.mark.slow  # compiles the float32 pruned kernels (about 30 s, cold)
 def test_float32_pruned_is_within_float32_rounding(rng):
     x, y = _clustered(rng, 300, 2), _clustered(rng, 420, 2)
     g = rng.normal(size=420)
