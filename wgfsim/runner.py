@@ -172,7 +172,8 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
         return error or None
     state = method.restore(snap) if snap is not None else method.init()
     step = int(np.asarray(snap["step"])) if snap is not None else 0
-    record_at = _record_steps(sc.run.steps, sc.run.record_every)
+    # step -> record index: one lookup per step, not a scan of the record list
+    record_at = {k: i for i, k in enumerate(_record_steps(sc.run.steps, sc.run.record_every))}
     bar.update(step)
     n_store = store.n_particles
     stored = set(store.metrics)
@@ -195,7 +196,7 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
                 if step == sc.run.steps:
                     if is_record:
                         rec.update(method.final(state))
-                        store.write_record(r, record_at.index(step), _keep(rec, stored))
+                        store.write_record(r, record_at[step], _keep(rec, stored))
                     break
                 state, extra = method.advance(state, v)
             except _STATE_ERRORS as err:
@@ -208,11 +209,11 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
                 ) from None
             if is_record:
                 rec.update(extra)
-                store.write_record(r, record_at.index(step), _keep(rec, stored))
+                store.write_record(r, record_at[step], _keep(rec, stored))
                 bar.set_postfix_str(_postfix(point, rec), refresh=False)
         except particles.SimulationError as err:
             if rec is not None:  # the positions of this record are storable: keep them (metrics NaN)
-                store.write_record(r, record_at.index(step), _keep(rec, stored))
+                store.write_record(r, record_at[step], _keep(rec, stored))
             checkpoint.save(ck_path, {"done": True, "error": str(err)})
             return str(err)
         step += 1
