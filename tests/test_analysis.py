@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import wgfsim
-from wgfsim import analytic, diagnostics as analysis, runner, scenario
+from wgfsim import analytic, diagnostics as analysis, fields, runner, scenario
 from wgfsim.studies import curl as curl_study, mass_transfer as mt_study
 from wgfsim.io import RunStore, open_run
 
@@ -207,7 +207,7 @@ def cloud():
 def test_field_at_the_particles_is_their_velocity(cloud, flow, params):
     x, y = cloud
     v = wgfsim.velocity(flow, x, y, backend="numpy", **params)
-    np.testing.assert_allclose(analysis.field_at(flow, x, x, y, backend="numpy", **params), v, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(fields.field_at(flow, x, x, y, backend="numpy", **params), v, rtol=1e-12, atol=1e-14)
 
 
 def _da2_row_dense(z, x, y, temperature, cost):
@@ -236,7 +236,7 @@ def _da2_row_dense(z, x, y, temperature, cost):
 def test_da2_field_at_matches_a_dense_construction(cloud, cost, temperature):
     x, y = cloud
     z = np.random.default_rng(9).uniform(-2, 2, size=(30, 2))
-    got = analysis.field_at("drift_da2", z, x, y, temperatures=temperature, cost=cost)
+    got = fields.field_at("drift_da2", z, x, y, temperatures=temperature, cost=cost)
     np.testing.assert_allclose(got, _da2_row_dense(z, x, y, temperature, cost), rtol=1e-10, atol=1e-13)
 
 
@@ -244,14 +244,14 @@ def test_mmd_curl_is_zero_and_the_proxy_and_da2_curls_are_not():
     x, y = curl_study.default_curl_setup()
     g = np.linspace(-2.0, 2.0, 15)
     grid = np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2)
-    rel = {name: analysis.relative_curl(name, x, y, grid, **params) for name, params in curl_study.CURL_FLOWS}
+    rel = {name: fields.relative_curl(name, x, y, grid, **params) for name, params in curl_study.CURL_FLOWS}
     # max|curl| / max||J||: for MMD only the O(h^2) differencing error remains (h = 1e-4 x spread)
     assert rel["mmd"] < 1e-6
     assert rel["sinkhorn_proxy"] > 1e-2
     assert rel["drift_da2"] > 1e-2
     # the step does not matter for a gradient: a 10x larger h is still curl-free to O(h^2)
-    assert analysis.relative_curl("mmd", x, y, grid, h=5e-3, bandwidth=1.0) < 1e-4
-    c, v = analysis.curl("mmd", x, y, grid, bandwidth=1.0)
+    assert fields.relative_curl("mmd", x, y, grid, h=5e-3, bandwidth=1.0) < 1e-4
+    c, v = fields.curl("mmd", x, y, grid, bandwidth=1.0)
     assert c.shape == (grid.shape[0],) and v.shape == grid.shape
 
 

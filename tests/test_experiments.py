@@ -1,6 +1,6 @@
-"""The paper_fig2 driver (wgfsim/experiments.py) on a tiny generator sweep.
+"""The paper_fig2 driver (wgfsim/studies/paper_fig2.py) on a tiny generator sweep.
 
-Truths: the point files read with h5py directly (not through wgfsim.store),
+Truths: the point files read with h5py directly (not through wgfsim.io),
 NumPy's mean/min/max over the seeds, and the PNG signature of the figure.
 """
 

@@ -24,7 +24,7 @@ import scipy.linalg
 import scipy.special
 
 import wgfsim
-from wgfsim.generator import (
+from wgfsim.methods.generator import (
     ACTIVATIONS,
     MLPConfig,
     TrainConfig,

@@ -339,7 +339,7 @@ def test_a_diverged_file_resumes(tmp_path, monkeypatch, capsys):
 
 
 def test_a_step_that_fails_after_a_record_keeps_that_record(tmp_path, monkeypatch, capsys):
-    from wgfsim import particles
+    from wgfsim.methods import particles
     from wgfsim.methods.particles import ParticlesMethod
 
     real = ParticlesMethod.advance

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import wgfsim
-from wgfsim import analytic, particles
+from wgfsim import analytic
+from wgfsim.methods import particles
 
 
 def moment_matched(rng, n, cov):

@@ -9,25 +9,42 @@ Public calls::
     wgfsim.open_run(path) -> xarray.Dataset;  wgfsim.open_sweep(folder) -> xarray.Dataset
 
 The math contract is ``docs/math.md``; every field is documented in ``docs/flows/``.
+
+The package is lazy: ``import wgfsim`` (or ``import wgfsim.io``) loads no
+kernel compiler; the flows, primitives and readers load on first use.
 """
 
-__version__ = "0.1.0"
+from importlib import import_module as _import_module
 
-from . import analytic, flows, primitives  # noqa: E402
-from .flows import Field, energy, velocity  # noqa: E402
-from .primitives import lse_bary  # noqa: E402
+from . import _deprecated
+from ._version import __version__
 
-__all__ = ["velocity", "energy", "Field", "flows", "primitives", "analytic", "lse_bary", "open_run", "open_sweep", "__version__"]
+__all__ = ["velocity", "energy", "Field", "flows", "primitives", "analytic", "lse_bary", "open_run", "open_sweep",
+           "__version__"]
+
+# name -> (module, attribute or None for the module itself)
+_LAZY = {
+    "velocity": (".flows", "velocity"),
+    "energy": (".flows", "energy"),
+    "Field": (".flows", "Field"),
+    "flows": (".flows", None),
+    "primitives": (".primitives", None),
+    "analytic": (".analytic", None),
+    "lse_bary": (".primitives", "lse_bary"),
+    "open_run": (".io", "open_run"),
+    "open_sweep": (".io", "open_sweep"),
+}
+
+_deprecated.install(__name__)
 
 
 def __getattr__(name):
-    # the readers pull in h5py and xarray: imported on first use, not with the package
-    if name == "open_run":
-        from .io import open_run
-
-        return open_run
-    if name == "open_sweep":
-        from .io import open_sweep
-
-        return open_sweep
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        mod = _import_module(module, __name__)
+        return mod if attr is None else getattr(mod, attr)
     raise AttributeError(f"module 'wgfsim' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

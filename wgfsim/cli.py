@@ -233,7 +233,7 @@ def cmd_flows(args) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     p = argparse.ArgumentParser(prog="wgfsim", description="Particle simulation of Wasserstein gradient flows and drifting fields.")
     p.add_argument("--version", action="version", version=f"wgfsim {__version__}")

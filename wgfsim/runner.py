@@ -51,7 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import metrics, particles
+from . import metrics
+from .methods import particles
 from .backend import array_module, to_numpy
 from .flows import Field, get as get_flow, make_params
 from .io import checkpoint

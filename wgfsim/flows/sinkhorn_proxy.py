@@ -68,7 +68,7 @@ def balanced_difference(x, y, row_log_plus, row_log_minus, col_log_plus, col_log
     ``rows`` (G, d), when given, replaces the row points of both blocks
     (blocks (rows, y) and (rows, x), ``row_log_*`` of shape (G,), no self
     pair to exclude): the field at points that are not particles, with the
-    particles' column normalisers (:func:`wgfsim.analysis.field_at`).
+    particles' column normalisers (:func:`wgfsim.fields.field_at`).
     """
     xp = array_namespace(x)
     z, exclude = (x, exclude_self) if rows is None else (rows, False)

@@ -1,6 +1,6 @@
 """Run checkpoints on disk: one ``.npz`` per run, written atomically, read without pickle.
 
-A checkpoint is the method's snapshot (:mod:`wgfsim.snapshot`: host arrays and
+A checkpoint is the method's snapshot (:mod:`wgfsim.io.snapshot`: host arrays and
 JSON strings) plus the run's status; ``NAME.ckpt/run<r>.npz`` sits next to
 ``NAME.h5.partial`` while a run group is live and goes when it finishes.
 """

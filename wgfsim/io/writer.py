@@ -86,7 +86,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..backend import to_numpy
 from .schema import (DIMS, RECORD_KEYS, RESERVED_ATTRS, RUN_COORDS, RUN_TEXT_VARS, SCALAR_METRICS, SCHEMA_ATTR,
                      SCHEMA_VERSION, VARIABLES)

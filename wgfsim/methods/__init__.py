@@ -17,7 +17,7 @@ never asks which one it holds:
 ``final(state) -> extras``
     the same scalars at the last record, where no step follows;
 ``snapshot(state) -> dict`` / ``restore(dict) -> state``
-    one checkpoint format for both (:mod:`wgfsim.snapshot`: host arrays and
+    one checkpoint format for both (:mod:`wgfsim.io.snapshot`: host arrays and
     JSON strings, saved without pickle);
 ``t(step) -> float``, ``settings() -> dict``, ``n_points``
     the record's time, the settings stored as ``method_params``, and the
@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from .generator import GeneratorMethod
-from .particles import ParticlesMethod
+from .generator.method import GeneratorMethod
+from .particles.method import ParticlesMethod
 
 __all__ = ["Method", "METHODS", "get"]
 

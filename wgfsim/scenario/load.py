@@ -21,8 +21,8 @@ from .. import flows as _flows
 from .. import targets as _targets
 from ..backend import BACKENDS, cupy_status
 from ..errors import OptionError
-from ..generator.mlp import MLPConfig
-from ..generator.train import TrainConfig
+from ..methods.generator.mlp import MLPConfig
+from ..methods.generator.train import TrainConfig
 
 
 from .spec import DEFAULT_N, DTYPES, METHODS, METRICS, ScenarioError, DistSpec, FlowSpec, GeneratorSpec, MetricsSpec, RunSpec, Scenario, _MLP_FIELDS

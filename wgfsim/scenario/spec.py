@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import targets as _targets
-from ..generator.mlp import ACTIVATIONS as _ACTIVATIONS
-from ..generator.mlp import MLPConfig
-from ..generator.train import TrainConfig
+from ..methods.generator.mlp import ACTIVATIONS as _ACTIVATIONS
+from ..methods.generator.mlp import MLPConfig
+from ..methods.generator.train import TrainConfig
 
 
 METHODS = ("particles", "generator")
@@ -129,8 +129,8 @@ GeneratorSpec = dataclasses.make_dataclass(
 GeneratorSpec.__module__ = __name__
 GeneratorSpec.__doc__ = """The ``[generator]`` table: the amortized one-step generator's settings.
 
-Its fields are those of :class:`wgfsim.generator.mlp.MLPConfig` (``latent_dim``,
-``width``, ``depth``, ``activation``) and :class:`wgfsim.generator.TrainConfig`
+Its fields are those of :class:`wgfsim.methods.generator.mlp.MLPConfig` (``latent_dim``,
+``width``, ``depth``, ``activation``) and :class:`wgfsim.methods.generator.TrainConfig`
 (``learning_rate``, ``inner_steps``, ``batch_size``, ``drift_step``,
 ``lr_schedule``, ``ema_decay``), with their defaults, derived from them so the
 two never drift apart; plus ``eval_n`` (samples drawn for metrics, default the

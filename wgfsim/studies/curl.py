@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..diagnostics import _as2d, curl, jacobian
+from ..fields import _as2d, curl, jacobian
 
 __all__ = ["CURL_FLOWS", "plot_curl_maps", "toy_example", "default_curl_setup", "main"]
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .backend import to_numpy
+from ..backend import to_numpy
 
 __all__ = ["dumps", "loads", "rng_state", "rng_from", "save_field", "restore_field"]
 

@@ -1,4 +1,4 @@
-"""The amortized method: a one-step generator trained by drifting regression (:mod:`wgfsim.generator`).
+"""The amortized method: a one-step generator trained by drifting regression (:mod:`wgfsim.methods.generator`).
 
 Each step regresses ``G(z)`` onto ``G(z) + eta v(G(z))`` on fresh latents
 (Deng et al. 2026); records hold ``G`` on a fixed set of evaluation latents,
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..generator import train as gen_train
-from ..generator.mlp import MLPConfig
-from ._common import field, rng
+from . import train as gen_train
+from .mlp import MLPConfig
+from .._common import field, rng
 
 __all__ = ["GeneratorMethod"]
 

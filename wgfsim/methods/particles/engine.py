@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import array_namespace
-from .flows import Field
+from ...backend import array_namespace
+from ...flows import Field
 
 __all__ = ["ParticleState", "SimulationError", "init", "step", "velocity", "advance", "target_batch"]
 

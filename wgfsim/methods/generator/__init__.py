@@ -13,7 +13,7 @@
 Typical use::
 
     from wgfsim import Field
-    from wgfsim.generator import MLPConfig, TrainConfig, init, step, samples
+    from wgfsim.methods.generator import MLPConfig, TrainConfig, init, step, samples
 
     cfg = TrainConfig(mlp=MLPConfig(out_dim=2), learning_rate=1e-3)
     state = init(cfg, y, Field("sinkhorn", epsilon=0.05), np.random.default_rng(0))
@@ -23,6 +23,7 @@ Typical use::
 """
 
 from .adam import AdamState, adam_init, adam_step
+from .method import GeneratorMethod
 from .mlp import ACTIVATIONS, MLPConfig, apply, backward, forward, init_params, n_params, param_names
 from .train import (
     GeneratorState,
@@ -38,6 +39,7 @@ from .train import (
 )
 
 __all__ = [
+    "GeneratorMethod",
     "ACTIVATIONS",
     "MLPConfig",
     "init_params",

@@ -48,10 +48,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..backend import array_namespace, to_numpy
-from ..flows import Field
-from ..errors import OptionError
-from ..snapshot import dumps, loads, restore_field, rng_from, rng_state, save_field
+from ...backend import array_namespace, to_numpy
+from ...flows import Field
+from ...errors import OptionError
+from ...io.snapshot import dumps, loads, restore_field, rng_from, rng_state, save_field
 from .adam import AdamState, adam_init, adam_step
 from .mlp import ACTIVATIONS, MLPConfig, apply, backward, forward, init_params
 
@@ -182,7 +182,7 @@ def regression_loss(x, x_target):
 def loss_and_grads(params: dict, z, x_target, mlp: MLPConfig, cache=None) -> tuple[float, dict]:
     """Regression loss of ``G_theta(z)`` against frozen targets and its parameter gradients.
 
-    ``cache`` (from :func:`wgfsim.generator.mlp.forward` at these ``params``
+    ``cache`` (from :func:`wgfsim.methods.generator.mlp.forward` at these ``params``
     and ``z``) saves one forward pass.
     """
     if cache is None:

@@ -48,9 +48,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import OptionError
+from ...errors import OptionError
 
-from ..backend import array_namespace
+from ...backend import array_namespace
 
 __all__ = ["MLPConfig", "ACTIVATIONS", "init_params", "param_names", "forward", "backward", "apply", "n_params"]
 

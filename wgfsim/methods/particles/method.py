@@ -1,13 +1,13 @@
-"""The particle method: Euler steps of the flow (:mod:`wgfsim.particles`) behind the method protocol."""
+"""The particle method: Euler steps of the flow (:mod:`.engine`) behind the method protocol."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import particles
-from ..backend import to_numpy
-from ..snapshot import restore_field, rng_from, rng_state, save_field
-from ._common import field, rng
+from . import engine as particles
+from ...backend import to_numpy
+from ...io.snapshot import restore_field, rng_from, rng_state, save_field
+from .._common import field, rng
 
 __all__ = ["ParticlesMethod"]
 

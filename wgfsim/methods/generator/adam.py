@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..backend import array_namespace
+from ...backend import array_namespace
 
 __all__ = ["AdamState", "adam_init", "adam_step"]
 
