@@ -409,3 +409,22 @@ def test_every_shipped_scenario_validates():
         sc = load(f)
         assert sc.name == f.stem
         assert expand(sc, allow_data_sweeps=True)
+
+
+def test_a_backend_registered_after_import_is_a_valid_choice():
+    # backends are resolved when a scenario is validated, not frozen when wgfsim is imported
+    from wgfsim import backend as backends
+    from wgfsim.scenario.resources import check_environment
+
+    text = VALID.replace('backend = "auto"', 'backend = "later"')
+    with pytest.raises(ScenarioError, match='run.backend: unknown backend "later"'):
+        loads(text)
+    backends.register(backends.Backend("later", module="numpy", kernels="wgfsim.primitives.dense"))
+    try:
+        assert "later" in backends.BACKENDS
+        sc = loads(text)
+        assert sc.run.backend == "later"
+        check_environment(sc)  # available here: nothing refused
+    finally:
+        backends._REGISTRY.pop("later")
+    assert "later" not in backends.BACKENDS
