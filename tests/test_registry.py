@@ -1,10 +1,12 @@
-"""The flow registry: every flow is one file plus one registry line, and carries what readers need.
+"""The flow registry: a flow is one module, one registry line, one test and one doc page, and its record carries what readers need.
 
 Truths: the test suite's own source (every registered flow has a test marked
 ``@pytest.mark.truth(name)``), the repository's files (each flow's doc page),
-and round trips that need no reference values (a flow's options at a length
+round trips that need no reference values (a flow's options at a length
 scale give back that length scale; ``field_at`` at the particles equals the
-velocity where the flow says it does).
+velocity exactly where the record says it does), and, registry-wide in the
+diffrax style, each flow's own declared closed forms against its velocity
+(``two_atom`` at stacked atoms, ``gap_decay`` across wide gaps).
 """
 
 from __future__ import annotations
