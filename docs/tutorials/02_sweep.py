@@ -1,0 +1,5 @@
+# %% [markdown]
+# # 02_sweep
+
+# %%
+print(1 + 1)
