@@ -1,13 +1,20 @@
-"""MkDocs hook: a link from a page to a source file becomes a link to its API reference.
+"""MkDocs hooks: the Markdown pages read the same on GitHub and on the site.
 
-On GitHub, ``[`wgfsim/flows/mmd.py`](../../wgfsim/flows/mmd.py)`` opens the source;
-the built site holds no source files, so the hook rewrites such a link into an
-autorefs cross-reference, ``[...][wgfsim.flows.mmd]``, which mkdocstrings resolves
-to the module's section of the API reference (and ``mkdocs build --strict`` fails
-if no page documents it).
+- A link from a page to a source file (``[`wgfsim/flows/mmd.py`](../../wgfsim/flows/mmd.py)``
+  opens the source on GitHub) becomes an autorefs cross-reference, ``[...][wgfsim.flows.mmd]``,
+  which mkdocstrings resolves to the module's section of the API reference (the site holds no
+  source files; ``mkdocs build --strict`` fails if no page documents the module).
+- Docstrings' Sphinx roles (``:func:`wgfsim.flows.velocity```) lose the role prefix, and a fully
+  qualified name becomes a link into the API reference.
+- In the tutorials (notebooks, rendered by nbconvert), relative links to ``.md`` pages become
+  the pages' URLs.
 """
 
+import logging
+import posixpath
 import re
+
+log = logging.getLogger("mkdocs.plugins.wgfsim")  # under "mkdocs": a warning here fails `mkdocs build --strict`
 
 # ](../wgfsim/io/reader.py) or ](../../wgfsim/flows/mmd.py), with an optional #anchor (dropped)
 _SOURCE_LINK = re.compile(r"\]\((?:\.\./)+(wgfsim/[A-Za-z0-9_/]+?)(?:/__init__)?\.py(?:#[^)]*)?\)")
@@ -37,3 +44,34 @@ def _role(match: re.Match) -> str:
 
 def on_page_content(html: str, **kwargs) -> str:
     return _ROLE.sub(_role, html)
+
+
+# The tutorials are notebooks: nbconvert renders their Markdown cells to HTML without MkDocs' link
+# resolution, so ``../math.md#two-atoms`` would stay a link to a .md file. After the page is built, each
+# relative link to a page of the site becomes the URL of that page; a link to a missing page is a warning.
+_DOC_URLS: dict[str, str] = {}
+_HREF = re.compile(r'href="(?!https?:|mailto:|#)([^"#]+\.md)(#[^"]*)?"')
+
+
+def on_files(files, **kwargs):
+    _DOC_URLS.clear()
+    _DOC_URLS.update({f.src_uri: f.url for f in files.documentation_pages()})
+    return files
+
+
+def on_post_page(output: str, *, page, **kwargs) -> str:
+    if not page.file.src_uri.endswith((".py", ".ipynb")):
+        return output
+    here = posixpath.dirname(page.file.src_uri)
+
+    def fix(match: re.Match) -> str:
+        target = posixpath.normpath(posixpath.join(here, match.group(1)))
+        if target not in _DOC_URLS:
+            log.warning("%s: link to %s, which is not a page of the site", page.file.src_uri, match.group(1))
+            return match.group(0)
+        url = posixpath.relpath("/" + _DOC_URLS[target], "/" + page.url)
+        if _DOC_URLS[target].endswith("/") and not url.endswith("/"):
+            url += "/"
+        return f'href="{url}{match.group(2) or ""}"'
+
+    return _HREF.sub(fix, output)

@@ -27,7 +27,6 @@ def test_three_tutorials_exist():
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("WGFSIM_TUTORIAL_OUT", str(tmp_path))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = jupytext.read(path)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code, f"{path.name}: no code cells"

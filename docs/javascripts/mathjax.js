@@ -1,14 +1,15 @@
-// MathJax for pymdownx.arithmatex (generic mode): $...$ inline, $$...$$ display.
+// MathJax 3 for the pages (pymdownx.arithmatex, generic mode: \(...\) and \[...\] inside .arithmatex)
+// and for the tutorials' Markdown cells ($...$ and $$...$$ inside .jp-RenderedMarkdown, as in Jupyter).
 window.MathJax = {
   tex: {
-    inlineMath: [["\\(", "\\)"]],
-    displayMath: [["\\[", "\\]"]],
+    inlineMath: [["\\(", "\\)"], ["$", "$"]],
+    displayMath: [["\\[", "\\]"], ["$$", "$$"]],
     processEscapes: true,
     processEnvironments: true
   },
   options: {
     ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex"
+    processHtmlClass: "arithmatex|jp-RenderedMarkdown"
   }
 };
 
