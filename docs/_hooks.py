@@ -4,6 +4,7 @@
   opens the source on GitHub) becomes an autorefs cross-reference, ``[...][wgfsim.flows.mmd]``,
   which mkdocstrings resolves to the module's section of the API reference (the site holds no
   source files; ``mkdocs build --strict`` fails if no page documents the module).
+- A link to ``../CHANGELOG.md`` becomes a link to the changelog page, which includes it.
 - Docstrings' Sphinx roles (``:func:`wgfsim.flows.velocity```) lose the role prefix, and a fully
   qualified name becomes a link into the API reference.
 - In the tutorials (notebooks, rendered by nbconvert), relative links to ``.md`` pages become
@@ -24,7 +25,13 @@ def _autoref(match: re.Match) -> str:
     return "][" + match.group(1).replace("/", ".") + "]"
 
 
-def on_page_markdown(markdown: str, **kwargs) -> str:
+# ](../CHANGELOG.md): the repository's changelog, which the site includes as changelog.md
+_CHANGELOG_LINK = re.compile(r"\]\((?:\.\./)+CHANGELOG\.md(#[^)]*)?\)")
+
+
+def on_page_markdown(markdown: str, *, page, **kwargs) -> str:
+    up = "../" * page.file.src_uri.count("/")
+    markdown = _CHANGELOG_LINK.sub(lambda m: f"]({up}changelog.md{m.group(1) or ''})", markdown)
     return _SOURCE_LINK.sub(_autoref, markdown)
 
 
