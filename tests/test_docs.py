@@ -363,3 +363,28 @@ def test_api_reference_lists_every_root_name():
     for name in ("velocity", "energy", "Field", "lse_bary", "open_run", "open_sweep"):
         row = next(line for line in index.splitlines() if line.startswith(f"| `wgfsim.{name}` |"))
         assert re.search(rf"\]\[wgfsim\.[\w.]+\.{name}\]", row), row
+
+
+# --------------------------------------------------------------------------- version and changelog
+
+def test_version_command_and_changelog(capsys):
+    import ast
+
+    from wgfsim import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out.strip()
+    # the version as written in the leaf module, read without importing it
+    tree = ast.parse((ROOT / "wgfsim" / "_version.py").read_text())
+    written = next(n.value.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "__version__")
+    assert printed == f"wgfsim {written}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", written)
+    # Keep a Changelog: an Unreleased section, and every version heading dated, newest first
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    heads = re.findall(r"^## \[([^\]]+)\](?: - (\d{4}-\d{2}-\d{2}))?$", changelog, re.M)
+    assert heads[0] == ("Unreleased", "")
+    versions = [tuple(map(int, v.split("."))) for v, _ in heads[1:]]
+    assert versions == sorted(versions, reverse=True) and all(d for _, d in heads[1:])
+    assert tuple(map(int, written.split("."))) >= versions[0]  # the package is not older than the last entry
