@@ -7,6 +7,7 @@
 - A link to ``../CHANGELOG.md`` becomes a link to the changelog page, which includes it.
 - Docstrings' Sphinx roles (``:func:`wgfsim.flows.velocity```) lose the role prefix, and a fully
   qualified name becomes a link into the API reference.
+- On the API pages, a docstring's citation of a page (``docs/math.md#two-atoms``) becomes a link.
 - In the tutorials (notebooks, rendered by nbconvert), relative links to ``.md`` pages become
   the pages' URLs.
 """
@@ -49,8 +50,34 @@ def _role(match: re.Match) -> str:
     return f"<code>{shown}</code>"
 
 
-def on_page_content(html: str, **kwargs) -> str:
-    return _ROLE.sub(_role, html)
+# Docstrings cite the docs as repository paths (docs/math.md#two-atoms); on the API pages such a
+# citation, outside code listings, becomes a link to the page and anchor.
+_DOC_CITE = re.compile(r"(?<![\w/.-])docs/([\w/.-]+?\.md)(#[\w-]*\w)?")
+_PRE = re.compile(r"(<pre\b.*?</pre>)", re.S)
+_TEXT = re.compile(r">([^<]+)<")
+
+
+def _cite_links(html: str, page) -> str:
+    up = "../" * page.url.count("/")
+
+    def link(match: re.Match) -> str:
+        target = match.group(1)
+        if target not in _DOC_URLS:
+            return match.group(0)
+        return f'<a href="{up}{_DOC_URLS[target]}{match.group(2) or ""}">{match.group(0)}</a>'
+
+    def text(match: re.Match) -> str:
+        return ">" + _DOC_CITE.sub(link, match.group(1)) + "<"
+
+    parts = _PRE.split(html)
+    return "".join(part if part.startswith("<pre") else _TEXT.sub(text, part) for part in parts)
+
+
+def on_page_content(html: str, *, page, **kwargs) -> str:
+    html = _ROLE.sub(_role, html)
+    if page.file.src_uri.startswith("api/"):
+        html = _cite_links(html, page)
+    return html
 
 
 # The tutorials are notebooks: nbconvert renders their Markdown cells to HTML without MkDocs' link

@@ -11,7 +11,7 @@ window.MathJax = {
   },
   options: {
     ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex"
+    processHtmlClass: "arithmatex|md-ellipsis"  // md-ellipsis: headings with math in the navigation
   }
 };
 
