@@ -388,3 +388,81 @@ def test_version_command_and_changelog(capsys):
     versions = [tuple(map(int, v.split("."))) for v, _ in heads[1:]]
     assert versions == sorted(versions, reverse=True) and all(d for _, d in heads[1:])
     assert tuple(map(int, written.split("."))) >= versions[0]  # the package is not older than the last entry
+
+
+# --------------------------------------------------------------------------- names the docs cite
+
+_DOTTED = re.compile(r"(?<![\w/.-])wgfsim(?:\.[A-Za-z_]\w*)+")
+DEPRECATED = {"store", "analysis", "experiments", "generator", "particles", "snapshot"}  # wgfsim._deprecated
+
+
+def _resolve(dotted: str):
+    """Import the longest module prefix of ``dotted``, then follow attributes; raise if any part is missing."""
+    parts = dotted.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:k]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[k:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(dotted)
+
+
+def _paragraphs(text: str):
+    """(first line number, paragraph, the heading above it) for each block of non-blank lines."""
+    heading, start, block = "", 1, []
+    for i, line in enumerate(text.splitlines() + [""], 1):
+        if line.strip():
+            if not block:
+                start = i
+            block.append(line)
+            if line.startswith("#"):
+                heading = line
+        elif block:
+            yield start, "\n".join(block), heading
+            block = []
+
+
+_ROLE_TARGET = re.compile(r":(?:func|meth|class|mod|attr|data|obj|exc):`~?(wgfsim(?:\.\w+)+)`")
+
+
+def test_python_names_in_the_docs_exist():
+    """Every ``wgfsim.x.y`` a page or a docstring's cross-reference names exists.
+
+    A page may name a deprecated alias only where its paragraph or section says so.
+    """
+    cited = []  # (where, name, context)
+    for src, text in markdown_sources().items():
+        for start, para, heading in _paragraphs(text):
+            for dotted in _DOTTED.findall(para):
+                dotted = dotted.rstrip(".")
+                if not dotted.endswith((".py", ".md", ".h5", ".toml")):  # file names: the path tests
+                    cited.append((f"{src.relative_to(ROOT)}:{start}", dotted, para + heading))
+    for f in sorted((ROOT / "wgfsim").rglob("*.py")):
+        if "_deprecated" in f.parts:
+            continue
+        for i, line in enumerate(f.read_text().splitlines(), 1):
+            for dotted in _ROLE_TARGET.findall(line):
+                cited.append((f"{f.relative_to(ROOT)}:{i}", dotted, ""))
+    bad = []
+    for where, dotted, context in cited:
+        if dotted.split(".")[1] in DEPRECATED and not re.search(r"deprecat|gone|alias", context, re.I):
+            bad.append(f"{where}: {dotted} is a deprecated alias")
+            continue
+        try:
+            _resolve(dotted)
+        except (ImportError, AttributeError) as err:
+            bad.append(f"{where}: {dotted}: {type(err).__name__}: {err}")
+    assert len(cited) > 100, len(cited)
+    assert not bad, "\n".join(bad)
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1).splitlines()
+    test_cmd = next(line for line in block if "pytest" in line)
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    assert ci == [test_cmd]
