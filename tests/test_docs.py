@@ -467,3 +467,45 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
           if line.strip() and not line.startswith(("#", "set ", "cd "))]
     assert ci == [test_cmd]
+
+
+# --------------------------------------------------------------------------- the site's navigation and hooks
+
+def test_site_navigation_holds_every_page():
+    config = (ROOT / "mkdocs.yml").read_text()
+    section = re.search(r"^nav:\n(.*?)^\S", config, re.M | re.S).group(1)
+    nav = re.findall(r"^\s+- (?:[^:\n]+: )?([\w/.-]+\.(?:md|py))$", section, re.M)
+    pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
+    pages |= {p.relative_to(DOCS).as_posix() for p in (DOCS / "tutorials").glob("[0-9]*.py")}
+    assert sorted(nav) == sorted(set(nav)), "a page listed twice"
+    assert set(nav) == pages
+
+
+def _hooks():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("wgfsim_docs_hooks", DOCS / "_hooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_site_links_to_sources_become_links_to_documented_modules():
+    """A page's link to a source file becomes an autorefs link to that module, which the reference documents."""
+    from types import SimpleNamespace
+
+    hooks = _hooks()
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="flows/mmd.md"))
+    out = hooks.on_page_markdown("[`mmd.py`](../../wgfsim/flows/mmd.py) and [log](../../CHANGELOG.md#010)", page=page)
+    assert out == "[`mmd.py`][wgfsim.flows.mmd] and [log](../changelog.md#010)"
+    directives, modules = _directives(), set(public_modules())
+    n = 0
+    for src, text in markdown_sources().items():
+        if src.suffix != ".md" or not src.is_relative_to(DOCS):
+            continue
+        for match in hooks._SOURCE_LINK.finditer(text):
+            n += 1
+            ident = match.group(1).replace("/", ".")
+            covered = ident in directives or any(directives.get(ident.rsplit(".", k)[0]) for k in (1, 2))
+            assert ident in modules and covered, f"{src.relative_to(ROOT)}: {ident} is not in the reference"
+    assert n >= 10  # the flow pages link their modules
