@@ -139,6 +139,7 @@ def mmd2(x, ref, *, bandwidth: float | tuple | None = None, backend: str = "auto
 
     ``MMD^2 = 1/N^2 sum_ik k(x_i,x_k) - 2/(NM) sum_ij k(x_i,y_j) + 1/M^2 sum_jl k(y_j,y_l)``
     with ``k(x,y) = exp(-|x-y|^2 / (2 sigma^2))`` (Gretton et al. 2012, eq. 5, biased form).
+    Computed by :func:`wgfsim.flows.mmd.mmd2` (three kernel-sum primitives per bandwidth).
 
     Parameters
     ----------
@@ -150,8 +151,6 @@ def mmd2(x, ref, *, bandwidth: float | tuple | None = None, backend: str = "auto
         Gretton et al.'s Figure 2.
     backend : str
         Backend of the primitives (``auto``, ``numpy``, ``numba``, ``cupy``).
-
-    Computed by :func:`wgfsim.flows.mmd.mmd2` (three kernel-sum primitives per bandwidth).
     """
     x, ref, finite = _pair(x, ref)
     if not finite:
