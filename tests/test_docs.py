@@ -509,3 +509,20 @@ def test_site_links_to_sources_become_links_to_documented_modules():
             covered = ident in directives or any(directives.get(ident.rsplit(".", k)[0]) for k in (1, 2))
             assert ident in modules and covered, f"{src.relative_to(ROOT)}: {ident} is not in the reference"
     assert n >= 10  # the flow pages link their modules
+
+
+@pytest.mark.slow
+def test_site_builds_strict(tmp_path):
+    """``mkdocs build --strict`` (the [docs] extra): every page, the API reference and the executed tutorials."""
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocs_jupyter")
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-4000:]
+    html = (tmp_path / "site" / "api" / "flows" / "index.html").read_text()
+    assert 'id="wgfsim.flows.velocity"' in html  # the reference rendered the docstrings
+    tutorial = (tmp_path / "site" / "tutorials" / "02_sweep" / "index.html").read_text()
+    assert "data:image/png;base64" in tutorial and 'href="../../math/#two-atoms"' in tutorial
