@@ -11,10 +11,15 @@
   navigation, list exactly the registry's flows (``wgfsim.flows.names()``), with the
   registry's energy, weights and page.
 - The API reference (``docs/api/``) documents every name of ``wgfsim.__all__`` and every
-  public module of the package.
+  public module of the package; every ``wgfsim.x.y`` a page or a docstring cross-reference
+  names exists; the site's navigation holds every page once.
+- ``wgfsim --version`` prints the version written in ``wgfsim/_version.py``, and the changelog
+  keeps its format; ``.ci/run`` runs exactly the README's test command.
+- (slow) ``mkdocs build --strict`` passes, and the heading anchors predicted here are the
+  ones the built site rendered.
 
-The truths are the files on disk and the registry; the slug rules are the two renderers'
-published algorithms, written out here.
+The truths are the files on disk, the registry and the renderers: the slug rules are the
+two renderers' published algorithms, written out here and checked against the built site.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ def markdown_sources() -> dict[pathlib.Path, str]:
 
 def _parser():
     """CommonMark with GFM tables and dollar math (whose brackets are not links), as the two renderers read it."""
-    markdown_it = pytest.importorskip("markdown_it")  # installed with jupytext (the test extra)
+    markdown_it = pytest.importorskip("markdown_it")  # markdown-it-py, in the test extra
     dollarmath = pytest.importorskip("mdit_py_plugins.dollarmath")
     return markdown_it.MarkdownIt("commonmark").enable("table").use(dollarmath.dollarmath_plugin)
 
