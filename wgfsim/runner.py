@@ -44,7 +44,6 @@ import math
 import os
 import pathlib
 import re
-import shutil
 import sys
 from dataclasses import dataclass
 
@@ -56,6 +55,7 @@ from .methods import particles
 from .backend import array_module, to_numpy
 from .flows import Field, get as get_flow, make_params
 from .io import checkpoint
+from .io.fs import make_owned_dir, remove_owned_dir
 from .io.lock import LockHeld, RunLock
 from .io.schema import SCALAR_METRICS
 from .io.writer import RunStore
@@ -358,7 +358,9 @@ def clean_stale(path: pathlib.Path) -> None:
     """Remove what a run killed right after its final rename left beside a complete ``NAME.h5``.
 
     Only names derived from ``path`` (``NAME.h5.partial``, its shadow, swap and
-    ``.new``, and the ``NAME.ckpt`` folder) are touched, in ``path``'s folder.
+    ``.new``, and the ``NAME.ckpt`` folder) are touched, in ``path``'s folder;
+    the folder only when it carries our marker (:mod:`wgfsim.io.fs`), and in it
+    only our checkpoint files: a user's folder of that name is left alone.
     """
     partial = path.with_name(path.name + ".partial")
     for p in (partial, partial.with_name(partial.name + ".shadow"), partial.with_name(partial.name + ".swap"),
@@ -367,7 +369,7 @@ def clean_stale(path: pathlib.Path) -> None:
             p.unlink()
         except FileNotFoundError:
             pass
-    shutil.rmtree(checkpoint.ckpt_dir(path), ignore_errors=True)
+    remove_owned_dir(checkpoint.ckpt_dir(path), path.name, "checkpoints", strict=False)
 
 
 def _output_folder(folder: pathlib.Path) -> None:
@@ -379,9 +381,11 @@ def _output_folder(folder: pathlib.Path) -> None:
     except OSError as err:
         raise RunFileError(f"{folder}: cannot create the output folder ({err.strerror or _short(err)})") from None
     probe = folder / f".wgfsim-write-test-{os.getpid()}"
-    try:
-        probe.touch()
+    try:  # O_EXCL|O_NOFOLLOW: a planted symlink at the probe's name is never written through
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
         probe.unlink()
+    except FileExistsError:
+        pass  # a leftover probe or a planted name: the folder exists; the real writes below check their own names
     except OSError as err:
         raise RunFileError(f"{folder}: cannot write in the output folder ({err.strerror or _short(err)})") from None
 
@@ -445,7 +449,8 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
                                "and --set values), or discard it with --overwrite")
         if resume:
             print(f"wgfsim: nothing to resume at {partial}; starting afresh", file=sys.stderr)
-        shutil.rmtree(ckdir, ignore_errors=True)
+        # a stale checkpoint folder of ours goes; anything else at that name is refused, never removed
+        remove_owned_dir(ckdir, path.name, "checkpoints")
         store = RunStore.create(
             path,
             run_coords=_run_coords(points),
@@ -463,7 +468,7 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
             target_mode_mass=data.target_mode_mass,
             run_text=_run_text(points, methods),
         )
-    ckdir.mkdir(parents=True, exist_ok=True)
+    make_owned_dir(ckdir, path.name, "checkpoints")  # refuses a symlink or a folder we did not write
     failed = {}
     total = len(points) * sc.run.steps
     try:
@@ -478,7 +483,7 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
     except BaseException:
         store.close()  # the .partial keeps every record; --resume continues from the checkpoints
         raise
-    shutil.rmtree(ckdir, ignore_errors=True)
+    remove_owned_dir(ckdir, path.name, "checkpoints", strict=False)
     return final
 
 

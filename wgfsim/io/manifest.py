@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
+
+from .fs import write_atomic
 
 __all__ = ["MANIFEST", "MANIFEST_FORMAT", "read_manifest", "write_manifest"]
 
@@ -14,9 +15,8 @@ MANIFEST_FORMAT = "wgfsim-sweep/1"
 
 def write_manifest(path: pathlib.Path, obj) -> None:
     """Write ``obj`` as JSON to ``path`` atomically: a killed sweep leaves the old manifest or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=repr) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(obj, indent=1, default=repr) + "\n"
+    write_atomic(path, lambda fh: fh.write(text.encode("utf-8")), what="sweep manifest", fsync=False)
 
 
 def read_manifest(out_dir) -> dict:
