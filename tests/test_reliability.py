@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import h5py
 import numpy as np
@@ -161,3 +162,262 @@ def test_a_sweep_named_like_a_checkpoint_folder_survives_a_run(tmp_path, capsys)
     assert _run(_scenario(tmp_path), out) == 2
     assert "did not write" in capsys.readouterr().err
     assert _tree(out / "tiny.ckpt") == before
+
+
+# ---------------------------------------------------------------- cause 4: readers never hang or crash
+
+SWEEP = TINY.replace("bandwidth = 1.0", "bandwidth = [1.0, 2.0]")
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """A two-point sweep written once for this module (copied by the tests that damage it)."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    assert main(["sweep", str(_scenario(tmp, SWEEP)), "-o", str(tmp / "out"), "-q"]) == 0
+    return tmp / "out" / "tiny"
+
+
+def _copy(src: pathlib.Path, dst: pathlib.Path) -> pathlib.Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("target", ["file", "manifest"])
+def test_info_on_a_fifo_is_refused_not_hung(tmp_path, target):
+    if target == "file":
+        fifo = tmp_path / "run.h5"
+        os.mkfifo(fifo)
+        cmd = [PY, "-m", "wgfsim.cli", "info", str(fifo)]
+    else:  # the CLI checks for sweep.json as a file first; the library call used to block
+        (tmp_path / "sweep").mkdir()
+        os.mkfifo(tmp_path / "sweep" / "sweep.json")
+        cmd = [PY, "-c", f"import sys, wgfsim.io\ntry: wgfsim.io.open_sweep({str(tmp_path / 'sweep')!r})\n"
+                         "except ValueError as e: sys.exit(print(e, file=sys.stderr) or 2)"]
+    # a hang is a TimeoutExpired here
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2, proc.stderr
+    assert "FIFO" in proc.stderr or "regular file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("edit,key", [
+    (lambda m: m.pop("points"), "'points'"),
+    (lambda m: m.__setitem__("points", "a.h5"), "'points'"),
+    (lambda m: m["points"][1].pop("file"), "'points[1].file'"),
+    (lambda m: m["points"][0].__setitem__("file", "../../etc/passwd.h5"), "'points[0].file'"),
+    (lambda m: m["points"][0].__setitem__("coords", [1, 2]), "'points[0].coords'"),
+])
+def test_a_damaged_manifest_names_the_field(tmp_path, capsys, sweep_dir, edit, key):
+    d = _copy(sweep_dir, tmp_path / "s")
+    manifest = json.loads((d / "sweep.json").read_text())
+    edit(manifest)
+    (d / "sweep.json").write_text(json.dumps(manifest))
+    assert main(["info", str(d)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert key in err and "sweep.json" in err and "\n" not in err
+
+
+def test_one_corrupt_point_reads_as_that_point_unreadable(tmp_path, sweep_dir):
+    d = _copy(sweep_dir, tmp_path / "s")
+    files = [e["file"] for e in json.loads((d / "sweep.json").read_text())["points"]]
+    (d / files[1]).write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # an HDF5 signature and nothing else
+    ds = wgfsim.io.open_sweep(d, layout="points")
+    assert list(ds["status"].values) == ["complete", "unreadable"]
+    with h5py.File(d / files[0], "r") as h:  # the good point's values are the file's own
+        np.testing.assert_array_equal(ds["mmd2"].values[0], h["mmd2"][0])
+    assert np.isnan(ds["mmd2"].values[1]).all()
+
+
+def test_a_point_file_of_another_scenario_is_refused(tmp_path, sweep_dir):
+    d = _copy(sweep_dir, tmp_path / "s")
+    files = [e["file"] for e in json.loads((d / "sweep.json").read_text())["points"]]
+    other = tmp_path / "other"
+    other_text = SWEEP.replace("step_size = 0.1", "step_size = 0.05")
+    assert main(["sweep", str(_scenario(tmp_path, other_text, "other.toml")), "-o", str(other), "-q"]) == 0
+    other_files = sorted((other / "tiny").glob("*.h5"))
+    (d / files[0]).write_bytes(other_files[0].read_bytes())  # a file of another scenario under this point's name
+    ds = wgfsim.io.open_sweep(d, layout="points")
+    assert list(ds["status"].values) == ["foreign", "complete"]
+    assert np.isnan(ds["mmd2"].values[0]).all()
+
+
+def test_info_on_a_file_without_t(tmp_path, capsys, sweep_dir):
+    src = sorted(sweep_dir.glob("*.h5"))[0]
+    f = tmp_path / "old.h5"
+    f.write_bytes(src.read_bytes())
+    with h5py.File(f, "r+") as h:
+        n_records = int(np.isfinite(h["t"][0]).sum())
+        del h["t"]
+    assert main(["info", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert f"  {n_records}  " in out.splitlines()[3] + "  "
+
+
+@pytest.mark.parametrize("version", ["2.7", 2.7, "two"])
+def test_a_schema_that_is_not_an_integer_is_refused(tmp_path, capsys, sweep_dir, version):
+    src = sorted(sweep_dir.glob("*.h5"))[0]
+    f = tmp_path / "v.h5"
+    f.write_bytes(src.read_bytes())
+    with h5py.File(f, "r+") as h:
+        h.attrs["wgfsim_schema"] = version
+    with pytest.raises(wgfsim.io.schema.SchemaError, match="2.7|two"):
+        wgfsim.io.open_run(f)
+
+
+# ---------------------------------------------------------------- cause 9: SIGTERM and SIGHUP take the Ctrl-C path
+
+LONG = TINY.replace("steps = 4", "steps = 1000000").replace("record_every = 2", "record_every = 1000")
+
+
+def _start(tmp_path, *words) -> subprocess.Popen:
+    return subprocess.Popen([PY, "-m", "wgfsim.cli", *map(str, words)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _wait_for(pattern_dir: pathlib.Path, glob: str, proc, seconds=120.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if list(pattern_dir.glob(glob)) if pattern_dir.exists() else []:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"no {glob} in {pattern_dir} after {seconds} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_run_stopped_by_a_signal_exits_130_with_the_resume_hint(tmp_path, sig):
+    out = tmp_path / "out"
+    proc = _start(tmp_path, "run", _scenario(tmp_path, LONG), "-o", out, "-q", "--no-plots")
+    _wait_for(out, "tiny.ckpt/run0.npz", proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert signal.Signals(sig).name in err and "--resume" in err and "Traceback" not in err
+    with h5py.File(out / "tiny.h5.partial", "r") as h:  # every record so far is kept
+        assert h.attrs["status"] == "partial" and np.isfinite(h["t"][0, 0])
+
+
+def test_a_sweep_parent_stopped_by_sigterm_exits_130_without_leaks(tmp_path):
+    out = tmp_path / "out"
+    proc = _start(tmp_path, "sweep", _scenario(tmp_path, LONG.replace("bandwidth = 1.0", "bandwidth = [1.0, 2.0]")),
+                  "-o", out, "-q")
+    _wait_for(out / "tiny", "*.ckpt/run0.npz", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "SIGTERM" in err and "again" in err
+    assert "leaked" not in err and "resource_tracker" not in err and "Traceback" not in err
+    assert list((out / "tiny").glob("*.h5.partial"))  # the unfinished point is kept to resume
+
+
+# ---------------------------------------------------------------- cause 10: I/O faults and non-finite results
+
+
+def test_an_io_fault_says_the_run_is_resumable_and_resume_finishes_it(tmp_path, monkeypatch, capsys):
+    import errno
+
+    sc, out, ref = _scenario(tmp_path), tmp_path / "out", tmp_path / "ref"
+    assert _run(sc, ref) == 0
+    real, calls = wgfsim.io.checkpoint.save, []
+
+    def save(path, snap):  # the disk fills up at the second checkpoint
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, snap)
+
+    monkeypatch.setattr(wgfsim.io.checkpoint, "save", save)
+    assert _run(sc, out) == 1
+    err = capsys.readouterr().err.strip()
+    assert "No space left" in err and "resumable" in err and "--resume" in err and "\n" not in err
+    monkeypatch.setattr(wgfsim.io.checkpoint, "save", real)
+    assert _run(sc, out, "--resume") == 0
+    with h5py.File(out / "tiny.h5", "r") as got, h5py.File(ref / "tiny.h5", "r") as want:
+        np.testing.assert_array_equal(got["position"][...], want["position"][...])
+
+
+def test_no_inodes_left_exits_1_like_a_full_disk(tmp_path, capsys):
+    import shutil
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=1", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("needs root and tmpfs to make a file system without inodes")
+    try:
+        assert _run(_scenario(tmp_path), mnt) == 1
+        assert "No space left" in capsys.readouterr().err
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, y: wgfsim.velocity("drift_da2", x, y, affinity_floor=1e300),
+    lambda x, y: wgfsim.velocity("drmmd", x, y, lambda_=1e-310),
+    lambda x, y: wgfsim.velocity("sinkhorn_proxy", x * 1e200, y * 1e200),
+    lambda x, y: wgfsim.velocity("drift_da2", x * 1e200, y * 1e200),
+    lambda x, y: wgfsim.energy("sinkhorn", x * 1e200, y, epsilon=0.1),
+    lambda x, y: wgfsim.energy("sliced", x * 1e200, y),
+])
+def test_a_non_finite_field_or_energy_of_finite_inputs_is_an_error(call):
+    from wgfsim.errors import NonFiniteError
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 2)), rng.normal(size=(30, 2)) + 1.0
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the overflow warnings on the way are not the point
+        with pytest.raises(NonFiniteError, match="not finite"):
+            call(x, y)
+
+
+# ---------------------------------------------------------------- cause 11: unconverged Sinkhorn is never silent
+
+
+def _two_modes(n, rng):
+    """Particles 20/80 and targets 50/50 on two modes 6 apart (1-D blobs in 2-D)."""
+    def sample(w_left):
+        left = rng.random(n) < w_left
+        x = rng.normal(scale=0.3, size=(n, 2))
+        x[:, 0] += np.where(left, -3.0, 3.0)
+        return x
+
+    return sample(0.2), sample(0.5)
+
+
+def test_sinkhorn_warns_when_the_tolerance_is_not_met_and_converges_to_the_exact_field():
+    import ot
+
+    from wgfsim.errors import ConvergenceWarning
+
+    rng = np.random.default_rng(3)
+    x, y = _two_modes(128, rng)
+    with pytest.warns(ConvergenceWarning, match=r"max_iter = 100 \(100 iterations\) with marginal error"):
+        wgfsim.velocity("sinkhorn", x, y, epsilon=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # converged: no warning
+        field = wgfsim.Field("sinkhorn", epsilon=0.1, max_iter=3000)
+        v = field(x, y)
+    assert field.ctx.state["sinkhorn_error"] < 1e-6 and field.ctx.state["sinkhorn_iterations"] < 3000
+    # the truth: the exact W2 map from POT's network simplex, v = T(x) - x, on the crowded (right) mode
+    plan = ot.emd(np.full(128, 1 / 128), np.full(128, 1 / 128), ot.dist(x, y))
+    exact = 128 * plan @ y - x
+    right = x[:, 0] > 0
+    assert abs(v[right, 0].mean() - exact[right, 0].mean()) < 0.1 * abs(exact[right, 0].mean())
+
+
+def test_a_run_records_sinkhorn_iterations_and_error_per_step(tmp_path, capsys):
+    text = TINY.replace('name = "mmd"\nbandwidth = 1.0', 'name = "sinkhorn"\nepsilon = 0.1\nmax_iter = 3')
+    out = tmp_path / "out"
+    assert _run(_scenario(tmp_path, text), out) == 0
+    err = capsys.readouterr().err
+    assert "did not reach its tol" in err and err.count("\n") == 1  # one line for the run, not one per step
+    with h5py.File(out / "tiny.h5", "r") as h:
+        its, errors = h["sinkhorn_iterations"][0], h["sinkhorn_error"][0]
+    ds = wgfsim.open_run(out / "tiny.h5")
+    assert ds["sinkhorn_error"].attrs["units"] == "1" and "marginal error" in ds["sinkhorn_error"].attrs["long_name"]
+    np.testing.assert_array_equal(its, [3, 3, 3])  # max_iter = 3 cannot reach tol = 1e-6 from a cold start
+    assert (errors > 1e-6).all() and np.isfinite(errors).all()

@@ -9,7 +9,7 @@ line with exit code 2.
 
 from __future__ import annotations
 
-__all__ = ["OptionError", "show_value"]
+__all__ = ["OptionError", "NonFiniteError", "ConvergenceError", "ConvergenceWarning", "show_value"]
 
 
 def show_value(value) -> str:
@@ -46,3 +46,33 @@ class OptionError(ValueError):
         self.owner, self.key, self.value, self.expected, self.hint = owner, key, value, expected, hint
         text = f"{owner}: option {key!r} expected {expected}, got {value!r}"
         super().__init__(text + (f"; {hint}" if hint else ""))
+
+
+class NonFiniteError(ValueError):
+    """A flow's velocity or energy came out NaN or inf from finite inputs (an overflow of float64/float32).
+
+    Raised by :class:`wgfsim.flows.Field` (and so by :func:`wgfsim.velocity`,
+    :func:`wgfsim.energy` and every run) instead of returning the non-finite
+    array: the inputs or the options (``epsilon``, ``affinity_floor``,
+    ``lambda_``, coordinates near 1e200) are beyond what the arithmetic holds.
+    In a run it fails that run (records kept); a stored ``energy`` metric is
+    NaN instead.
+    """
+
+
+class ConvergenceError(ValueError):
+    """An iterative solve (KALE's Newton method) could not meet its tolerance for these inputs and options.
+
+    A ``ValueError``: at the command line one line and exit code 2 (the
+    options are the user's to change, e.g. a larger ``lambda_``).
+    """
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """An iterative solve stopped at its iteration limit with its tolerance unmet (Sinkhorn's ``max_iter``).
+
+    The result is returned (warm-started runs converge over steps) but may be
+    far from the converged one; the message names the iterations used and
+    the error reached.  Turn it into an error with
+    ``warnings.simplefilter("error", wgfsim.errors.ConvergenceWarning)``.
+    """

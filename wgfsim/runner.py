@@ -38,6 +38,7 @@ minibatches and latents, ``[s, 4]`` energy estimates; the target sample uses
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import math
@@ -45,6 +46,7 @@ import os
 import pathlib
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,9 +57,10 @@ from .methods import particles
 from .backend import array_module, to_numpy
 from .flows import Field, get as get_flow, make_params
 from .io import checkpoint
+from .errors import ConvergenceWarning
 from .io.fs import make_owned_dir, remove_owned_dir
 from .io.lock import LockHeld, RunLock
-from .io.schema import SCALAR_METRICS
+from .io.schema import SCALAR_METRICS, SOLVER_DIAGNOSTICS
 from .io.writer import RunStore
 from .methods import get as get_method
 from .methods._common import rng as _rng
@@ -109,6 +112,8 @@ def _stored_metrics(sc: Scenario, points: list[RunPoint]) -> tuple[str, ...]:
         names.discard("energy")
     if any(p.method == "generator" for p in points):
         names.add("loss")
+    if any(p.flow == "sinkhorn" for p in points):
+        names.update(SOLVER_DIAGNOSTICS)
     return tuple(m for m in SCALAR_METRICS if m in names)
 
 
@@ -156,7 +161,7 @@ def _max_abs(x) -> float:
         return float(np.nanmax(np.abs(a))) if a.size and not np.isnan(a).all() else math.nan
 
 
-def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
+def _run_one(sc, point, method, r, store, data, ckdir, bar, unconverged: list) -> str | None:
     """Run point ``r`` (resuming from its checkpoint); returns an error message if the run failed.
 
     A run fails (its records so far kept, the other runs going on) when a step
@@ -178,6 +183,7 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
     bar.update(step)
     n_store = store.n_particles
     stored = set(store.metrics)
+    tol = getattr(make_params(point.flow, **point.params), "tol", math.inf)  # Sinkhorn's: the recorded error's bar
     while True:
         is_record = step in record_at
         if is_record:
@@ -193,6 +199,9 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
                     if v_rec is not None and sc.run.record_velocity:
                         rec["velocity"] = _pad(_storable("velocities", to_numpy(v_rec), step), n_store)
                     rec.update(_metrics(sc, point, data, x, v_rec, step))
+                    rec.update(_solver_stats(state))
+                    if rec.get("sinkhorn_error", 0.0) >= tol:
+                        unconverged.append((step, rec["sinkhorn_error"], rec["sinkhorn_iterations"]))
                     rec.update(extra)
                 if step == sc.run.steps:
                     if is_record:
@@ -221,6 +230,12 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
         bar.update(1)
     checkpoint.save(ck_path, {"done": True})
     return None
+
+
+def _solver_stats(state) -> dict:
+    """What the flow's iterative solver reported for the field just evaluated (Sinkhorn's iterations and error)."""
+    carried = getattr(getattr(getattr(state, "field", None), "ctx", None), "state", None) or {}
+    return {name: float(carried[name]) for name in SOLVER_DIAGNOSTICS if name in carried}
 
 
 def _keep(rec: dict, stored: set) -> dict:
@@ -379,19 +394,25 @@ def _output_folder(folder: pathlib.Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the environment's: exit 1 like a full disk
+            raise OSError(err.errno, f"{folder}: cannot create the output folder ({err.strerror})") from None
         raise RunFileError(f"{folder}: cannot create the output folder ({err.strerror or _short(err)})") from None
     probe = folder / f".wgfsim-write-test-{os.getpid()}"
+    full = (errno.ENOSPC, errno.EDQUOT, errno.EIO)  # the environment's (exit 1), not the user's choice of folder
     try:  # O_EXCL|O_NOFOLLOW: a planted symlink at the probe's name is never written through
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
         probe.unlink()
     except FileExistsError:
         pass  # a leftover probe or a planted name: the folder exists; the real writes below check their own names
     except OSError as err:
+        if err.errno in full:  # a full disk, no inodes left: like any full disk later in the run
+            raise OSError(err.errno, f"{folder}: cannot write in the output folder ({err.strerror}; a file system "
+                          "with no free inodes says so too)") from None
         raise RunFileError(f"{folder}: cannot write in the output folder ({err.strerror or _short(err)})") from None
 
 
 def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = False, overwrite: bool = False,
-               progress: bool = True) -> pathlib.Path:
+               progress: bool = True, sweep_point: str | None = None) -> pathlib.Path:
     """Run ``points`` into one file ``path`` (``NAME.h5``, written as ``NAME.h5.partial``); return the final path.
 
     A run whose step produces NaN/inf (or positions beyond float32, or a
@@ -406,6 +427,9 @@ def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = Fal
     keys); without ``resume`` an existing ``.partial`` is refused unless
     ``overwrite=True``.  The lock ``NAME.h5.lock`` is held throughout
     (:class:`~wgfsim.io.lock.LockHeld` when another process holds it).
+    ``sweep_point``: the identity a sweep gives this point (the hash in its
+    file name), stored as the attribute ``sweep_point`` so that
+    :func:`wgfsim.io.open_sweep` can refuse a file of another point.
     """
     path = pathlib.Path(path)
     if not points:
@@ -422,10 +446,10 @@ def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = Fal
     _output_folder(path.parent)
     with RunLock(path):
         return _run_locked(sc, points, methods, data, ident, path, resume=resume, overwrite=overwrite,
-                           progress=progress)
+                           progress=progress, extra={"sweep_point": sweep_point} if sweep_point else {})
 
 
-def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, progress) -> pathlib.Path:
+def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, progress, extra) -> pathlib.Path:
     n_particles = max(m.n_points for m in methods)
     ckdir = checkpoint.ckpt_dir(path)
     partial = path.with_name(path.name + ".partial")
@@ -459,7 +483,7 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
             mode_names=data.mode_names or 0,
             target=data.target,
             reference=data.reference,
-            attrs={**_attrs(sc, points[0]), "fingerprint": _fingerprint_hash(ident),
+            attrs={**_attrs(sc, points[0]), **extra, "fingerprint": _fingerprint_hash(ident),
                    "resolved_scenario": json.dumps(ident, sort_keys=True)},
             record_velocity=sc.run.record_velocity,
             overwrite=True,
@@ -475,7 +499,12 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
         with tqdm(total=total, disable=not progress, unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
             for r, (point, method) in enumerate(zip(points, methods)):
                 bar.set_description(point.label)
-                err = _run_one(sc, point, method, r, store, data, ckdir, bar)
+                unconverged: list = []
+                with warnings.catch_warnings():  # recorded per step and summarised below, not one warning a step
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    err = _run_one(sc, point, method, r, store, data, ckdir, bar, unconverged)
+                if unconverged:
+                    _report_unconverged(point, unconverged, sc.run.steps // sc.run.record_every + 1)
                 if err is not None:
                     failed[point.label] = err
                     print(f"wgfsim: run '{point.label}' stopped: {err}", file=sys.stderr)
@@ -485,6 +514,14 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
         raise
     remove_owned_dir(ckdir, path.name, "checkpoints", strict=False)
     return final
+
+
+def _report_unconverged(point: RunPoint, unconverged: list, n_records: int) -> None:
+    """One line per run whose Sinkhorn solves missed their tolerance at some records."""
+    step, err, it = max(unconverged, key=lambda u: u[1])
+    print(f"wgfsim: run '{point.label}': Sinkhorn did not reach its tol at {len(unconverged)} of about {n_records} "
+          f"records (largest marginal error {err:.3g}, at step {step} after {it:.0f} iterations); the file records "
+          "sinkhorn_error and sinkhorn_iterations per record: raise max_iter or use scaling", file=sys.stderr)
 
 
 def _run_coords(points: list[RunPoint]) -> dict:

@@ -209,11 +209,20 @@ class Field:
         return x, y, a, b, backend
 
     def __call__(self, x, y, a=None, b=None):
-        """The velocity v(x) (N, d), same type and dtype as x."""
+        """The velocity v(x) (N, d), same type and dtype as x.
+
+        Raises :class:`~wgfsim.errors.NonFiniteError` (a ``ValueError``) when
+        the field of these finite inputs is NaN or inf (an overflow), never
+        returning it.
+        """
         x, y, a, b, backend = self._prepare(x, y, a, b)
         ctx = dataclasses.replace(self.ctx, backend=backend)
         ctx.state = self.ctx.state  # share the carried state, not a copy
-        return self.flow.velocity(x, y, a, b, self.params, ctx)
+        v = self.flow.velocity(x, y, a, b, self.params, ctx)
+        xp = array_namespace(v)
+        if not bool(xp.all(xp.isfinite(v))):
+            raise _non_finite(self, "velocity", x, y, int(xp.sum(~xp.isfinite(v))), v.size)
+        return v
 
     def energy(self, x, y, a=None, b=None) -> float:
         """The flow's own functional at (q, p); only for true gradient flows."""
@@ -224,7 +233,29 @@ class Field:
             )
         x, y, a, b, backend = self._prepare(x, y, a, b)
         ctx = Context(backend=backend, rng=self.ctx.rng, state=self.ctx.state)
-        return float(self.flow.energy(x, y, a, b, self.params, ctx))
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = float(self.flow.energy(x, y, a, b, self.params, ctx))
+        if not math.isfinite(value):
+            raise _non_finite(self, "energy", x, y, 1, 1)
+        return value
+
+
+def _non_finite(f: Field, what: str, x, y, bad: int, total: int) -> Exception:
+    from ..errors import NonFiniteError
+
+    def biggest(arr) -> float:
+        xp = array_namespace(arr)
+        return float(xp.max(xp.abs(arr)))
+
+    return NonFiniteError(
+        f"{f.name}: the {what} is not finite ({bad} of {total} values NaN or inf) although the inputs are "
+        f"(max |x| {biggest(x):.3g}, max |y| {biggest(y):.3g}, dtype {x.dtype}); the inputs or the options "
+        f"({_shown_options(f.params)}) overflow the arithmetic: rescale the data or change the option"
+    )
+
+
+def _shown_options(params) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(params).items() if isinstance(v, (int, float)))
 
 
 def velocity(name: str, x, y, *, a=None, b=None, rng=None, backend: str = "auto", **params):

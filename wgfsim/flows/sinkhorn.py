@@ -16,7 +16,10 @@ Log-domain updates (``la = log a``, ``lb = log b``), each one primitive call::
 The self problem uses the symmetric update ``f <- (f + T(f))/2``.  Iterations
 stop when the marginal error ``sum_i a_i |exp((f_i - T(g)_i)/eps) - 1|`` of
 both problems falls below ``tol``, or after ``max_iter`` (the paper used
-100).  A bound :class:`wgfsim.flows.Field` keeps the potentials between calls
+100); stopping at ``max_iter`` with the tolerance unmet warns
+(:class:`wgfsim.errors.ConvergenceWarning`, naming the iterations and the
+error), and a run records both per stored step (``sinkhorn_iterations``,
+``sinkhorn_error``).  A bound :class:`wgfsim.flows.Field` keeps the potentials between calls
 and moves them onto the next call's points by c-transforms (warm start);
 ``scaling`` in (0, 1) anneals eps from the squared diameter on a cold start
 (eps-scaling).  With ``cost="euclidean"`` the displacements are
@@ -177,6 +180,7 @@ def velocity(x, y, a, b, params: Params, ctx):
     la, lb = log_weights(a, n, x), log_weights(b, m, x)
     unit = params.cost == "euclidean"
     v = 0.0
+    iterations, error = 0, 0.0
     for eps in params.epsilon:
         key = ("sinkhorn", eps)
         state = ctx.state.get(key) if params.warm_start else None
@@ -188,13 +192,29 @@ def velocity(x, y, a, b, params: Params, ctx):
             scaling=params.scaling, init=init, backend=ctx.backend,
         )
         ctx.state[key] = (xp.asarray(x, copy=True), la, f, fxx)  # a copy: callers may update x in place
-        ctx.state["sinkhorn_iterations"] = it
-        ctx.state["sinkhorn_error"] = err
+        iterations, error = max(iterations, it), max(error, err)
+        if not err < params.tol:
+            _warn_unconverged(eps, it, err, params)
         # P^xy_ij = softmax_j(lb_j + (g_j - C_ij)/eps), P^xx_ik = softmax_k(la_k + (fxx_k - C_ik)/eps)
         pull = primitives.lse_shift(x, y, lb + g / eps, eps=eps, cost=params.cost, unit=unit, backend=ctx.backend)[1]
         push = primitives.lse_shift(x, x, la + fxx / eps, eps=eps, cost=params.cost, unit=unit, backend=ctx.backend)[1]
         v = v + pull - push
+    # what the run records per stored step (largest over the epsilons): sinkhorn_iterations, sinkhorn_error
+    ctx.state["sinkhorn_iterations"] = iterations
+    ctx.state["sinkhorn_error"] = error
     return v
+
+
+def _warn_unconverged(eps, it, err, params) -> None:
+    """A :class:`~wgfsim.errors.ConvergenceWarning` naming the iterations used and the marginal error reached."""
+    import warnings
+
+    from ..errors import ConvergenceWarning
+
+    warnings.warn(ConvergenceWarning(
+        f"sinkhorn: epsilon = {eps:g} stopped at max_iter = {params.max_iter} ({it} iterations) with marginal error "
+        f"{err:.3g} > tol = {params.tol:g}; the field may be far from the converged one: raise max_iter, or use "
+        "scaling (eps-scaling) or a larger epsilon (a run's warm starts converge over steps)"), stacklevel=4)
 
 
 def divergence(x, y, a, b, eps, cost="sqeuclidean", *, tol=1e-9, max_iter=10_000, backend="auto"):

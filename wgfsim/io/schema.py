@@ -31,6 +31,7 @@ __all__ = [
     "SCHEMA_ATTR",
     "DIMS",
     "SCALAR_METRICS",
+    "SOLVER_DIAGNOSTICS",
     "RUN_COORDS",
     "RUN_TEXT_VARS",
     "RECORD_KEYS",
@@ -46,7 +47,10 @@ SCHEMA_ATTR = "wgfsim_schema"
 DIMS = ("run", "time", "particle", "dim", "sample", "ref", "mode")
 
 # scalar (run, time) metrics; only those a scenario asks for are stored
-SCALAR_METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2", "energy", "velocity_rms", "loss")
+SCALAR_METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2", "energy", "velocity_rms", "loss",
+                  "sinkhorn_iterations", "sinkhorn_error")
+# solver diagnostics among them: stored for every file with a run of the flow that reports them
+SOLVER_DIAGNOSTICS = ("sinkhorn_iterations", "sinkhorn_error")
 # coordinates every run has; swept hyper-parameters and data keys join them
 RUN_COORDS = ("flow", "method", "seed")
 # per-run JSON text written at creation
@@ -88,6 +92,12 @@ VARIABLES: dict[str, Variable] = {
     "velocity_rms": Variable(("run", "time"), "float64", "RMS of the velocity over the particles",
                              "data / time"),
     "loss": Variable(("run", "time"), "float64", "generator regression loss eta^2 mean |v|^2", "data^2"),
+    "sinkhorn_iterations": Variable(("run", "time"), "float64",
+                                    "Sinkhorn iterations the field of this step used (largest over epsilons; "
+                                    "NaN for runs of other flows)", "1"),
+    "sinkhorn_error": Variable(("run", "time"), "float64",
+                               "Sinkhorn marginal error reached at this step (largest over epsilons; converged "
+                               "when below the flow's tol, see flow_params)", "1"),
     "step": Variable(("time",), "int64", "Euler (or generator training) step of each record", "1"),
     "t": Variable(("run", "time"), "float64",
                   "time: step * step_size (particles), step * drift_step (generator)", "time"),
@@ -112,9 +122,25 @@ def check_version(attrs, path) -> int:
             "(per-run flow options, t for every method, mode centres as variables); re-run its scenario "
             "(the file's 'scenario' attribute) to rewrite it, or read it with wgfsim 0.1"
         )
-    version = int(version)
+    version = _integer_version(version, written_by, path)
     if version != SCHEMA_VERSION:
         raise SchemaError(
             f"{path}: schema {version} (written by wgfsim {written_by}); this wgfsim reads schema {SCHEMA_VERSION}"
         )
     return version
+
+
+def _integer_version(version, written_by, path) -> int:
+    """The schema attribute as an integer; ``2.7``, ``"2.7"`` or ``"two"`` is refused, never truncated to 2."""
+    if hasattr(version, "item"):  # a NumPy scalar
+        version = version.item()
+    if isinstance(version, bytes):
+        version = version.decode(errors="replace")
+    if isinstance(version, str) and version.strip().isdigit():
+        return int(version)
+    if isinstance(version, int) and not isinstance(version, bool):
+        return version
+    if isinstance(version, float) and version.is_integer():
+        return int(version)
+    raise SchemaError(f"{path}: schema {version!r} (written by wgfsim {written_by}) is not a schema this wgfsim "
+                      f"knows; this wgfsim reads schema {SCHEMA_VERSION}")
