@@ -21,6 +21,13 @@ import numpy as np
 import pytest
 
 import wgfsim
+import wgfsim.io
+import wgfsim.io.checkpoint
+import wgfsim.io.manifest
+import wgfsim.io.schema
+import wgfsim.io.writer
+import wgfsim.scenario
+import wgfsim.sweep
 from wgfsim.cli import main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -234,11 +241,13 @@ def test_one_corrupt_point_reads_as_that_point_unreadable(tmp_path, sweep_dir):
 def test_a_point_file_of_another_scenario_is_refused(tmp_path, sweep_dir):
     d = _copy(sweep_dir, tmp_path / "s")
     files = [e["file"] for e in json.loads((d / "sweep.json").read_text())["points"]]
-    other = tmp_path / "other"
-    other_text = SWEEP.replace("step_size = 0.1", "step_size = 0.05")
-    assert main(["sweep", str(_scenario(tmp_path, other_text, "other.toml")), "-o", str(other), "-q"]) == 0
-    other_files = sorted((other / "tiny").glob("*.h5"))
-    (d / files[0]).write_bytes(other_files[0].read_bytes())  # a file of another scenario under this point's name
+    other = wgfsim.scenario.loads(SWEEP.replace("step_size = 0.1", "step_size = 0.05"), source="<other>")
+    planned = wgfsim.sweep.plan(other)[0][0]
+    outcome = wgfsim.sweep.run_point_task({"sc": other, "point": planned.point, "path": str(tmp_path / planned.file),
+                                           "threads": None})  # in this process: no worker pool to start
+    assert outcome["status"] == "finished", outcome
+    # a file of another scenario (same name, same flow) under this point's name
+    (d / files[0]).write_bytes((tmp_path / planned.file).read_bytes())
     ds = wgfsim.io.open_sweep(d, layout="points")
     assert list(ds["status"].values) == ["foreign", "complete"]
     assert np.isnan(ds["mmd2"].values[0]).all()
@@ -421,3 +430,91 @@ def test_a_run_records_sinkhorn_iterations_and_error_per_step(tmp_path, capsys):
     assert ds["sinkhorn_error"].attrs["units"] == "1" and "marginal error" in ds["sinkhorn_error"].attrs["long_name"]
     np.testing.assert_array_equal(its, [3, 3, 3])  # max_iter = 3 cannot reach tol = 1e-6 from a cold start
     assert (errors > 1e-6).all() and np.isfinite(errors).all()
+
+
+# ---------------------------------------------------------------- cause 3: the data's content is part of a run's identity
+
+FROM_FILE = TINY.replace('''[target]
+kind = "two_modes"
+separation = 4.0
+weights = [0.5, 0.5]
+std = 0.1
+dim = 2
+n = 32''', '''[target]
+kind = "from_file"
+path = "data.npy"
+n = 32''').replace('names = ["mmd2", "mode_mass"]', 'names = ["mmd2"]')
+
+
+def _data(tmp_path, shift: float) -> None:
+    np.save(tmp_path / "data.npy", np.random.default_rng(0).normal(size=(200, 2)) + shift)
+
+
+def test_resume_after_the_data_changed_is_refused(tmp_path, monkeypatch, capsys):
+    _data(tmp_path, 0.0)
+    sc, out = _scenario(tmp_path, FROM_FILE), tmp_path / "out"
+    _interrupt_before_finish(monkeypatch)
+    assert _run(sc, out) == 130
+    _data(tmp_path, 1.0)  # same path, same shape, other values
+    capsys.readouterr()
+    assert _run(sc, out, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "another scenario" in err and "target.content.sha256" in err
+    _data(tmp_path, 0.0)  # the data the run started on: it resumes
+    assert _run(sc, out, "--resume") == 0
+    with h5py.File(out / "tiny.h5", "r") as h:
+        resolved = json.loads(h.attrs["resolved_scenario"])
+    import hashlib
+
+    assert resolved["target"]["content"]["sha256"] == hashlib.sha256((tmp_path / "data.npy").read_bytes()).hexdigest()
+
+
+def test_a_sweep_reruns_points_whose_data_changed(tmp_path):
+    """A sweep skips a point whose file exists; the file names carry the data's content, so edited data reruns."""
+    _data(tmp_path, 0.0)
+    sc = wgfsim.scenario.load(_scenario(tmp_path, FROM_FILE.replace("bandwidth = 1.0", "bandwidth = [1.0, 2.0]")))
+    before = [pp.file for pp in wgfsim.sweep.plan(sc)[0]]
+    assert [pp.file for pp in wgfsim.sweep.plan(sc)[0]] == before  # the same data: the same points
+    _data(tmp_path, 1.0)
+    after = [pp.file for pp in wgfsim.sweep.plan(sc)[0]]
+    assert len(set(after)) == 2 and not set(after) & set(before)
+
+
+def test_a_particle_checkpoint_refuses_another_target_sample():
+    from wgfsim.io.checkpoint import CheckpointError
+    from wgfsim.methods.particles.method import ParticlesMethod
+
+    sc = wgfsim.scenario.loads(TINY, source="<tiny>")
+    point = wgfsim.scenario.expand(sc)[0]
+    y = np.random.default_rng(1).normal(size=(32, 2))
+    a = ParticlesMethod(sc, point, y, np, np.float64)
+    snap = a.snapshot(a.init())
+    np.testing.assert_array_equal(ParticlesMethod(sc, point, y.copy(), np, np.float64).restore(snap).x, snap["x"])
+    y[3, 1] += 1e-9  # one value of the target moved
+    with pytest.raises(CheckpointError, match="another target sample"):
+        ParticlesMethod(sc, point, y, np, np.float64).restore(snap)
+
+
+def test_the_studies_flag_or_refuse_unconverged_points(tmp_path):
+    from wgfsim.studies import paper_fig2
+    from wgfsim.studies.convergence import unconverged
+
+    text = TINY.replace('name = "mmd"\nbandwidth = 1.0', 'name = "sinkhorn"\nepsilon = 1.0\nmax_iter = [3, 2000]')
+    sc = wgfsim.scenario.loads(text.replace('names = ["mmd2", "mode_mass"]', 'names = ["mmd2"]'), source="<s>")
+    out = tmp_path / "sweep"
+    out.mkdir()
+    planned, manifest = wgfsim.sweep.plan(sc)
+    wgfsim.io.manifest.write_manifest(out / "sweep.json", manifest)
+    for pp in planned:  # in this process: no worker pool to start
+        assert wgfsim.sweep.run_point_task({"sc": sc, "point": pp.point, "path": str(out / pp.file),
+                                            "threads": None})["status"] == "finished"
+    ds = wgfsim.io.open_sweep(out, layout="points")
+    # the truth: the errors the files hold against the tol the test set (1e-6, the default)
+    errors = ds["sinkhorn_error"].values
+    want = [bool(e[-1] >= 1e-6 or (e >= 1e-6).mean() > 0.5) for e in errors]
+    assert want == [True, False]  # 3 iterations a step cannot converge; 2000 can
+    np.testing.assert_array_equal(unconverged(ds, "point"), want)
+    rows = paper_fig2.collect(out)
+    assert sorted(r["converged"] for r in rows) == [False, True]
+    assert "(unconverged)" in paper_fig2.markdown_table(rows)
+    assert paper_fig2.main([str(out), "--unconverged", "refuse", "--figure", str(tmp_path / "f.png")]) == 1

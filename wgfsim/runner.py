@@ -286,7 +286,8 @@ def _canonical(obj):
 def fingerprint(sc: Scenario, points: list[RunPoint], methods: list) -> dict:
     """The fully resolved scenario that determines a run file: overrides applied, defaults filled.
 
-    Holds the data (target and init kind, n, seed, options; the reference
+    Holds the data (target and init kind, n, seed, options, and for a
+    ``from_file`` kind the SHA-256 of the file's content; the reference
     sample size), the shared ``[run]``, ``[metrics]`` and ``[generator]``
     settings, and per run its flow with every option (``make_params``
     defaults included), its method's settings, its seed and coordinates.  Two
@@ -296,16 +297,23 @@ def fingerprint(sc: Scenario, points: list[RunPoint], methods: list) -> dict:
     """
     runs = [{"flow": p.flow, "params": dataclasses.asdict(make_params(p.flow, **p.params)), "method": p.method,
              "method_settings": m.settings(), "seed": p.seed, "coords": p.coords} for p, m in zip(points, methods)]
+    target, init = points[0].target, points[0].init
     ident = {
-        "target": {"kind": points[0].target.kind, "n": points[0].target.n, "seed": points[0].target.seed,
-                   "options": points[0].target.options},
-        "init": {"kind": points[0].init.kind, "n": points[0].init.n, "options": points[0].init.options},
+        "target": {"kind": target.kind, "n": target.n, "seed": target.seed, "options": target.options,
+                   **_content(target)},
+        "init": {"kind": init.kind, "n": init.n, "options": init.options, **_content(init)},
         "run": dataclasses.asdict(sc.run),
         "metrics": dataclasses.asdict(sc.metrics),
         "generator": dataclasses.asdict(sc.generator) if sc.generator is not None else None,
         "runs": runs,
     }
     return _canonical(ident)
+
+
+def _content(spec) -> dict:
+    """``{"content": {"sha256", "bytes"}}`` for data read from a file (``from_file``), else nothing."""
+    content = spec.content()
+    return {"content": content} if content is not None else {}
 
 
 def _fingerprint_hash(ident: dict) -> str:

@@ -40,8 +40,10 @@ Public calls: :func:`names`, :func:`options`, :func:`option_ranks`,
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -627,6 +629,41 @@ def _from_file(opts, given, base_dir) -> Target:
         return data[:n].copy()
 
     return Target(kind, data.shape[1], draw, max_n=None if replace else rows)
+
+
+# ---------------------------------------------------------------- the data's identity
+
+_DIGESTS: dict = {}  # (path, inode, size, mtime_ns) -> digest: one hash per file and process, however many points
+
+
+def content_identity(kind: str, *, base_dir: str = ".", **params) -> dict | None:
+    """What identifies the data a kind reads from outside the scenario: ``{"sha256", "bytes"}`` or None.
+
+    ``from_file`` reads a file that can change between a kill and ``--resume``
+    (or between two runs of a sweep) while its path stays the same, so the
+    identity of a run covers the file's *content*: the SHA-256 of every byte
+    of it (streamed, about 1 GB/s; cached per process by path, inode, size
+    and modification time, so a sweep hashes a file once).  Every other
+    kind is determined by its options and seed: None.  A path that cannot be
+    read gives None here (building the target refuses it, naming the path).
+    """
+    if kind != "from_file" or not isinstance(params.get("path"), str):
+        return None
+    path = os.path.realpath(os.path.join(base_dir, os.path.expanduser(params["path"])))
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        key = (path, st.st_ino, st.st_size, st.st_mtime_ns)
+        if key not in _DIGESTS:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            _DIGESTS[key] = digest.hexdigest()
+    except OSError:
+        return None
+    return {"sha256": _DIGESTS[key], "bytes": st.st_size}
 
 
 # ---------------------------------------------------------------- public calls

@@ -70,6 +70,15 @@ class DistSpec:
         """The :class:`wgfsim.targets.Target` (only for a spec without sweeps)."""
         return _targets.make(self.kind, base_dir=self.base_dir, **self.options)
 
+    def content(self) -> dict | None:
+        """The identity of the data read from a file (``from_file``: its SHA-256 and size), else None.
+
+        Part of a run's fingerprint and of a sweep point's identity, so data
+        edited in place is never taken for the data a run started on
+        (:func:`wgfsim.targets.content_identity`).
+        """
+        return _targets.content_identity(self.kind, base_dir=self.base_dir, **self.options)
+
 
 @dataclass(frozen=True)
 class FlowSpec:

@@ -63,8 +63,11 @@ def _canonical(value):
 
 
 def _dist_identity(spec) -> dict:
-    # base_dir is left out: moving the scenario folder must not make finished points look new
-    return {"kind": spec.kind, "n": spec.n, "options": _canonical(spec.options), "seed": spec.seed}
+    # base_dir is left out: moving the scenario folder must not make finished points look new; the content of a
+    # from_file source is in: data edited in place must make them look new
+    ident = {"kind": spec.kind, "n": spec.n, "options": _canonical(spec.options), "seed": spec.seed}
+    content = spec.content()
+    return ident if content is None else {**ident, "content": content}
 
 
 def point_hash(sc: Scenario, point: RunPoint) -> str:
