@@ -8,6 +8,7 @@ of ``wgfsim.cli``, closed forms.
 """
 
 import json
+import math
 import os
 import pathlib
 import signal
@@ -518,3 +519,39 @@ def test_the_studies_flag_or_refuse_unconverged_points(tmp_path):
     assert sorted(r["converged"] for r in rows) == [False, True]
     assert "(unconverged)" in paper_fig2.markdown_table(rows)
     assert paper_fig2.main([str(out), "--unconverged", "refuse", "--figure", str(tmp_path / "f.png")]) == 1
+
+
+# ---------------------------------------------------------------- cause 6: a boolean option takes only a boolean
+
+
+@pytest.mark.parametrize("value", ["false", 0, 1, math.nan, {}, [True]])
+@pytest.mark.parametrize("flow,option", [("sinkhorn", "warm_start"), ("kale", "warm_start"),
+                                         ("kl_kde", "exclude_self"), ("drift_da2", "normalize_drift")])
+def test_every_boolean_option_refuses_what_is_not_a_boolean(flow, option, value):
+    from wgfsim.errors import OptionError
+
+    x, y = np.zeros((3, 2)), np.ones((4, 2))
+    with pytest.raises(OptionError, match=f"{flow}: option '{option}' expected true or false"):
+        wgfsim.velocity(flow, x, y, **{option: value})
+
+
+@pytest.mark.parametrize("value", ['"false"', "0", "{}"])
+def test_a_scenario_boolean_that_is_not_a_boolean_is_refused(tmp_path, capsys, value):
+    text = TINY.replace('name = "mmd"\nbandwidth = 1.0', f'name = "sinkhorn"\nwarm_start = {value}')
+    assert main(["validate", str(_scenario(tmp_path, text))]) == 2
+    err = capsys.readouterr().err
+    assert "warm_start" in err and "true or false" in err and "\n" not in err.strip()
+
+
+def test_the_number_rule_is_one_rule():
+    from wgfsim.errors import OptionError, number
+
+    assert number("o", "k", 3, integer=True, minimum=1) == 3
+    assert number("o", "k", np.int64(3), integer=True, minimum=1) == 3
+    assert number("o", "k", 0.5, minimum=0, open_minimum=True) == 0.5
+    for bad in (True, "3", 3.0, 1e11, math.nan, None, [3]):
+        with pytest.raises(OptionError):
+            number("o", "k", bad, integer=True, minimum=1)
+    for bad in (0.0, -1.0, math.inf, math.nan, "1"):
+        with pytest.raises(OptionError, match="a positive number"):
+            number("o", "k", bad, minimum=0, open_minimum=True)

@@ -109,7 +109,10 @@ def _report_failures(path) -> int:
 def cmd_sweep(args) -> int:
     from . import sweep
 
+    from .io.fs import check_not_symlink
+
     sc = _load(args)
+    check_not_symlink(pathlib.Path(args.output) / sc.name, "sweep")  # OUTPUT/NAME is a name wgfsim chose
     try:
         result = sweep.run_sweep(
             sc, pathlib.Path(args.output) / sc.name, workers=args.workers, scheduler=args.scheduler,

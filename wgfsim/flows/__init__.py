@@ -113,7 +113,11 @@ def make_params(name: str, **opts):
             hint = difflib.get_close_matches(key, known, n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise ValueError(f"{name}: unknown option {key!r}{extra}; {name} takes {sorted(known)}")
-    return flow.Params(**opts)
+    params = flow.Params(**opts)
+    from ._common import check_booleans
+
+    check_booleans(name, params)  # whatever a flow's Params forgets: a boolean option takes only a boolean
+    return params
 
 
 def _check_real(arr, argname):

@@ -40,7 +40,8 @@ import numpy as np
 from .. import primitives
 from ..backend import array_namespace
 from . import Flow, register, sqrt_largest_epsilon
-from ._common import cost_of, log_weights, positive_floats, positive_int, set_frozen, weights
+from ..errors import OptionError, number
+from ._common import boolean, cost_of, log_weights, positive_floats, positive_int, set_frozen, weights
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,16 @@ class Params:
     warm_start: bool = True
 
     def __post_init__(self):
-        if self.scaling is not None and not (isinstance(self.scaling, (int, float)) and 0 < self.scaling < 1):
-            raise ValueError(f"sinkhorn: option 'scaling' expected a number in (0, 1) or none, got {self.scaling!r}")
-        if not isinstance(self.tol, (int, float)) or isinstance(self.tol, bool) or not self.tol > 0:
-            raise ValueError(f"sinkhorn: option 'tol' expected a positive number, got {self.tol!r}")
+        if self.scaling is not None and (isinstance(self.scaling, bool) or not isinstance(self.scaling, (int, float))
+                                         or not 0 < self.scaling < 1):
+            raise OptionError("sinkhorn", "scaling", self.scaling, "a number in (0, 1) or none")
         set_frozen(
             self,
             epsilon=positive_floats("sinkhorn", "epsilon", self.epsilon),
             cost=cost_of("sinkhorn", self.cost),
             max_iter=positive_int("sinkhorn", "max_iter", self.max_iter),
-            tol=float(self.tol),
+            tol=number("sinkhorn", "tol", self.tol, minimum=0, open_minimum=True),
+            warm_start=boolean("sinkhorn", "warm_start", self.warm_start),
         )
 
 

@@ -348,7 +348,8 @@ def _point(path: pathlib.Path, entry: dict, variables, problems: dict, name=None
         return None
     want, have = _point_id(entry["file"]), ds.attrs.get("sweep_point")
     if have is None:  # written before points carried their identity (or by `wgfsim run`): the scenario's name
-        have = want if ds.attrs.get("scenario_name") == name else f"scenario {ds.attrs.get('scenario_name')!r}"
+        other = ds.attrs.get("scenario_name")
+        have = want if other is None or other == name else f"scenario {other!r}"
     if want is not None and have != want:
         problems[entry["file"]] = ("foreign", f"{path}: written for another sweep point (identity "
                                    f"{have or 'absent'}, expected {want}); re-run the sweep to replace it")
