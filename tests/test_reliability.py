@@ -555,3 +555,39 @@ def test_the_number_rule_is_one_rule():
     for bad in (0.0, -1.0, math.inf, math.nan, "1"):
         with pytest.raises(OptionError, match="a positive number"):
             number("o", "k", bad, minimum=0, open_minimum=True)
+
+
+# ---------------------------------------------------------------- cause 5: scenario values refused, not crashed on
+
+
+def test_a_huge_separation_is_refused_naming_separation(tmp_path, capsys):
+    text = TINY.replace("separation = 4.0\nweights = [0.5, 0.5]", "separation = 1e300\nweights = [0.5, 0.5]", 1)
+    assert main(["validate", str(_scenario(tmp_path, text))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "target.separation" in err and "1e+75" in err and "eps" not in err and "\n" not in err
+    # the limit is the one the kernels need: a squared distance of (1e75)^2 is the largest temperature
+    from wgfsim.flows._common import TEMPERATURE_RANGE
+    from wgfsim.targets import LENGTH_LIMIT
+
+    assert math.isclose(LENGTH_LIMIT ** 2, TEMPERATURE_RANGE[1], rel_tol=1e-12)
+
+
+def test_kale_that_cannot_converge_is_one_line_exit_2(tmp_path, capsys):
+    text = """name = "k"
+[target]
+kind = "two_modes"
+n = 32
+[init]
+kind = "gaussian"
+n = 32
+[[flow]]
+name = "kale"
+lambda_ = 1e-10
+[run]
+steps = 2
+step_size = 0.1
+backend = "numpy"
+"""
+    assert _run(_scenario(tmp_path, text), tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip()
+    assert "kale" in err and "lambda_" in err and "Traceback" not in err and "\n" not in err

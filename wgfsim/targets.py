@@ -139,14 +139,24 @@ def _is_number(v) -> bool:
     return not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, float, np.integer, np.floating))
 
 
+# Lengths (separation, std, scale, noise, centres, means) stay within 1e75: squared distances between the
+# samples then stay within 1e150, the kernel temperatures the primitive represents (a median bandwidth or a
+# Sinkhorn epsilon of the data's scale), so a target is refused by the option that made it, not later
+# through a derived eps the user never wrote.
+LENGTH_LIMIT = 1e75
+_LENGTH_WHY = "so that squared distances between samples stay within 1e150, the kernels' range"
+
+
 def _real(kind, option, value, *, minimum=0.0, strict=True) -> float:
-    """A finite number ``> minimum`` (``>=`` when not strict)."""
+    """A finite number ``> minimum`` (``>=`` when not strict) and at most :data:`LENGTH_LIMIT`."""
     relation = ">" if strict else ">="
     expected = f"a finite number {relation} {minimum:g}"
     if not _is_number(value) or not math.isfinite(value):
         raise TargetError(kind, option, f"got {show_value(value)}", expected)
     if (value <= minimum) if strict else (value < minimum):
         raise TargetError(kind, option, f"got {value!r}", expected)
+    if value > LENGTH_LIMIT:
+        raise TargetError(kind, option, f"got {value!r}", f"at most {LENGTH_LIMIT:g} ({_LENGTH_WHY})")
     return float(value)
 
 
@@ -179,6 +189,9 @@ def _array(kind, option, value, ndim, what) -> np.ndarray:
         raise TargetError(kind, option, f"got {show_value(value)}", what) from None
     if arr.ndim != ndim or arr.size == 0 or not np.all(np.isfinite(arr)):
         raise TargetError(kind, option, f"got {show_value(value)}", what)
+    if float(np.abs(arr).max()) > LENGTH_LIMIT:
+        raise TargetError(kind, option, f"a value of magnitude {float(np.abs(arr).max()):.3g}",
+                          f"values of magnitude at most {LENGTH_LIMIT:g} ({_LENGTH_WHY})")
     return arr
 
 
