@@ -485,15 +485,19 @@ def test_a_particle_checkpoint_refuses_another_target_sample():
     from wgfsim.io.checkpoint import CheckpointError
     from wgfsim.methods.particles.method import ParticlesMethod
 
+    from wgfsim.methods.particles.method import ParticleSettings
+
     sc = wgfsim.scenario.loads(TINY, source="<tiny>")
     point = wgfsim.scenario.expand(sc)[0]
     y = np.random.default_rng(1).normal(size=(32, 2))
-    a = ParticlesMethod(sc, point, y, np, np.float64)
+    settings = ParticleSettings(step_size=0.1, minibatch=0)
+    a = ParticlesMethod(settings, point, y, np, np.float64, "numpy")
     snap = a.snapshot(a.init())
-    np.testing.assert_array_equal(ParticlesMethod(sc, point, y.copy(), np, np.float64).restore(snap).x, snap["x"])
+    b = ParticlesMethod(settings, point, y.copy(), np, np.float64, "numpy")
+    np.testing.assert_array_equal(b.restore(snap).x, snap["x"])
     y[3, 1] += 1e-9  # one value of the target moved
     with pytest.raises(CheckpointError, match="another target sample"):
-        ParticlesMethod(sc, point, y, np, np.float64).restore(snap)
+        ParticlesMethod(settings, point, y, np, np.float64, "numpy").restore(snap)
 
 
 def test_the_studies_flag_or_refuse_unconverged_points(tmp_path):

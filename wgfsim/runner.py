@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import json
 import math
 import os
@@ -55,21 +54,22 @@ from tqdm.auto import tqdm
 from . import metrics
 from .methods import particles
 from .backend import array_module, to_numpy
-from .flows import Field, get as get_flow, make_params
+from .errors import OptionError
+from .flows import Field, get as get_flow
 from .io import checkpoint
 from .errors import ConvergenceWarning
 from .io.fs import make_owned_dir, remove_owned_dir
 from .io.lock import LockHeld, RunLock
-from .io.schema import SCALAR_METRICS, SOLVER_DIAGNOSTICS
+from .io.schema import SCALAR_METRICS, Variable
 from .io.writer import RunStore
-from .methods import get as get_method
+from .methods import record as method_record
 from .methods._common import rng as _rng
 from .scenario import RunPoint, Scenario, ScenarioError, expand
+from .scenario.identity import identity_hash as _fingerprint_hash
+from .scenario.identity import run_identity
 
-__all__ = ["run_scenario", "run_points", "output_path", "fingerprint", "RunFileError", "LockHeld", "clean_stale"]
-
-# metrics of (x, reference) computed by wgfsim.metrics.compute
-_PAIR_METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2")
+__all__ = ["run_scenario", "run_points", "output_path", "fingerprint", "run_identity", "RunFileError", "LockHeld",
+           "clean_stale"]
 
 
 @dataclass
@@ -106,32 +106,36 @@ def _record_steps(steps: int, every: int) -> list[int]:
 
 
 def _stored_metrics(sc: Scenario, points: list[RunPoint]) -> tuple[str, ...]:
-    """The scalar metrics the file stores: those asked for, plus the generator's loss when it runs."""
+    """The scalar metrics the file stores: those asked for (``energy`` only where some flow has one)."""
     names = set(sc.metrics.names)
     if not any(get_flow(p.flow).energy is not None for p in points):
         names.discard("energy")
-    if any(p.method == "generator" for p in points):
-        names.add("loss")
-    if any(p.flow == "sinkhorn" for p in points):
-        names.update(SOLVER_DIAGNOSTICS)
     return tuple(m for m in SCALAR_METRICS if m in names)
+
+
+def _extra_variables(points: list[RunPoint]) -> dict:
+    """The per-record numbers the runs' methods declare (their records' ``variables``)."""
+    out: dict = {}
+    for p in points:
+        out.update(method_record(p.method).variables)
+        for name, long_name, units in get_flow(p.flow).diagnostics:  # a flow's solver diagnostics (Sinkhorn's)
+            out[name] = Variable(("run", "time"), "float64", long_name, units)
+    return out
 
 
 def _metrics(sc: Scenario, point: RunPoint, data: _Data, x, v, step: int) -> dict:
     names = sc.metrics.names
-    scalar = [n for n in names if n in _PAIR_METRICS]
-    options = {"w2": {"max_points": sc.metrics.w2_max_points}}
-    if sc.metrics.sinkhorn_epsilon is not None:
-        options["sinkhorn"] = {"epsilon": sc.metrics.sinkhorn_epsilon}
+    pair = [n for n in names if n in metrics.METRICS]
     want_modes = "mode_mass" in names and data.centres is not None
-    out = metrics.compute(x, data.reference, scalar + (["mode_mass"] if want_modes else []),
+    out = metrics.compute(x, data.reference, pair + (["mode_mass"] if want_modes else []),
                           centres=data.centres if want_modes else None, backend=sc.run.backend,
-                          options={k: o for k, o in options.items() if k in scalar})
+                          options=metrics.options_of(pair, dataclasses.asdict(sc.metrics)))
     if "velocity_rms" in names and v is not None:
         out["velocity_rms"] = metrics.velocity_rms(v)
     if "energy" in names and get_flow(point.flow).energy is not None:
         # its own seeded stream: estimating the energy never changes the trajectory
-        field = Field(point.flow, rng=_rng(point.seed, 4, step), backend=sc.run.backend, **point.params)
+        field = Field(point.flow, params=point.flow_params or point.params, rng=_rng(point.seed, 4, step),
+                      backend=sc.run.backend, prune_tol=sc.run.prune_tol)
         out["energy"] = field.energy(x, data.target)
     return out
 
@@ -183,7 +187,8 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar, unconverged: list) -
     bar.update(step)
     n_store = store.n_particles
     stored = set(store.metrics)
-    tol = getattr(make_params(point.flow, **point.params), "tol", math.inf)  # Sinkhorn's: the recorded error's bar
+    diagnostics = tuple(name for name, _, _ in get_flow(point.flow).diagnostics)
+    tol = getattr(point.flow_params, "tol", math.inf)  # Sinkhorn's: the bar of its recorded error
     while True:
         is_record = step in record_at
         if is_record:
@@ -199,7 +204,7 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar, unconverged: list) -
                     if v_rec is not None and sc.run.record_velocity:
                         rec["velocity"] = _pad(_storable("velocities", to_numpy(v_rec), step), n_store)
                     rec.update(_metrics(sc, point, data, x, v_rec, step))
-                    rec.update(_solver_stats(state))
+                    rec.update(_solver_stats(state, diagnostics))
                     if rec.get("sinkhorn_error", 0.0) >= tol:
                         unconverged.append((step, rec["sinkhorn_error"], rec["sinkhorn_iterations"]))
                     rec.update(extra)
@@ -232,10 +237,10 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar, unconverged: list) -
     return None
 
 
-def _solver_stats(state) -> dict:
-    """What the flow's iterative solver reported for the field just evaluated (Sinkhorn's iterations and error)."""
+def _solver_stats(state, names: tuple) -> dict:
+    """What the flow's solver reported for the field just evaluated (its record's ``diagnostics``)."""
     carried = getattr(getattr(getattr(state, "field", None), "ctx", None), "state", None) or {}
-    return {name: float(carried[name]) for name in SOLVER_DIAGNOSTICS if name in carried}
+    return {name: float(carried[name]) for name in names if name in carried}
 
 
 def _keep(rec: dict, stored: set) -> dict:
@@ -264,12 +269,11 @@ def _json(obj) -> str:
     return json.dumps(obj, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
 
 
-def _run_text(points: list[RunPoint], methods: list) -> dict:
-    """Per run: the flow's full options (defaults included) and the method's settings, as JSON."""
+def _run_text(points: list[RunPoint], methods: list, ident: dict) -> dict:
+    """Per run: the flow's full options (its resolved Params, as in the identity) and the method's settings, as JSON."""
     flow_params, method_params = [], []
-    for p, m in zip(points, methods):
-        params = dataclasses.asdict(make_params(p.flow, **p.params))
-        flow_params.append(_json({"flow": p.flow, **params}))
+    for p, m, run in zip(points, methods, ident["runs"]):
+        flow_params.append(_json({"flow": p.flow, **run["params"]}))
         method_params.append(_json({"method": p.method, **m.settings()}))
     return {"flow_params": flow_params, "method_params": method_params}
 
@@ -278,46 +282,14 @@ class RunFileError(ValueError):
     """The run file cannot be written or continued as asked (another scenario, no --resume, unreadable)."""
 
 
-def _canonical(obj):
-    """``obj`` as plain JSON values (dataclasses, tuples and NumPy scalars resolved)."""
-    return json.loads(_json(obj))
+def fingerprint(sc: Scenario, points: list[RunPoint], methods: list | None = None) -> dict:
+    """The run file's identity: :func:`wgfsim.scenario.identity.run_identity` (``methods`` is not needed).
 
-
-def fingerprint(sc: Scenario, points: list[RunPoint], methods: list) -> dict:
-    """The fully resolved scenario that determines a run file: overrides applied, defaults filled.
-
-    Holds the data (target and init kind, n, seed, options, and for a
-    ``from_file`` kind the SHA-256 of the file's content; the reference
-    sample size), the shared ``[run]``, ``[metrics]`` and ``[generator]``
-    settings, and per run its flow with every option (``make_params``
-    defaults included), its method's settings, its seed and coordinates.  Two
-    scenarios with the same fingerprint write identical files; the
-    provenance text (comments, how a value was spelled, the scenario's path)
-    is not part of it.
+    For a ``from_file`` target or init it holds the SHA-256 of the data file's
+    content (``target.content``), so data edited between a kill and
+    ``--resume`` is refused by name.
     """
-    runs = [{"flow": p.flow, "params": dataclasses.asdict(make_params(p.flow, **p.params)), "method": p.method,
-             "method_settings": m.settings(), "seed": p.seed, "coords": p.coords} for p, m in zip(points, methods)]
-    target, init = points[0].target, points[0].init
-    ident = {
-        "target": {"kind": target.kind, "n": target.n, "seed": target.seed, "options": target.options,
-                   **_content(target)},
-        "init": {"kind": init.kind, "n": init.n, "options": init.options, **_content(init)},
-        "run": dataclasses.asdict(sc.run),
-        "metrics": dataclasses.asdict(sc.metrics),
-        "generator": dataclasses.asdict(sc.generator) if sc.generator is not None else None,
-        "runs": runs,
-    }
-    return _canonical(ident)
-
-
-def _content(spec) -> dict:
-    """``{"content": {"sha256", "bytes"}}`` for data read from a file (``from_file``), else nothing."""
-    content = spec.content()
-    return {"content": content} if content is not None else {}
-
-
-def _fingerprint_hash(ident: dict) -> str:
-    return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return run_identity(sc, points)
 
 
 def _flatten(obj, prefix: str = ""):
@@ -447,14 +419,22 @@ def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = Fal
     dtype = np.dtype(sc.run.dtype)
     data = _data(sc, points[0])
     try:
-        methods = [get_method(p.method)(sc, p, data.target, xp, dtype) for p in points]
-    except ValueError as err:
-        raise ScenarioError(str(err)) from None
-    ident = fingerprint(sc, points, methods)
+        methods = [_method(sc, p, data, xp, dtype) for p in points]
+    except OptionError as err:
+        raise ScenarioError(f"{sc.source}: {err}", source=sc.source) from None
+    ident = run_identity(sc, points)
     _output_folder(path.parent)
     with RunLock(path):
         return _run_locked(sc, points, methods, data, ident, path, resume=resume, overwrite=overwrite,
                            progress=progress, extra={"sweep_point": sweep_point} if sweep_point else {})
+
+
+def _method(sc: Scenario, point: RunPoint, data: _Data, xp, dtype):
+    """The point's method, built from its own settings: the runner translates ``[run]`` and the method's table."""
+    rec = method_record(point.method)
+    table = sc.tables.get(rec.table) if rec.table else None
+    settings = rec.settings(sc.run, table, data.target.shape[1], point.init.n)
+    return rec.cls(settings, point, data.target, xp, dtype, sc.run.backend, sc.run.prune_tol)
 
 
 def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, progress, extra) -> pathlib.Path:
@@ -496,9 +476,10 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
             record_velocity=sc.run.record_velocity,
             overwrite=True,
             metrics=_stored_metrics(sc, points),
+            extra_variables=_extra_variables(points),
             mode_centres=data.centres,
             target_mode_mass=data.target_mode_mass,
-            run_text=_run_text(points, methods),
+            run_text=_run_text(points, methods, ident),
         )
     make_owned_dir(ckdir, path.name, "checkpoints")  # refuses a symlink or a folder we did not write
     failed = {}
@@ -560,6 +541,7 @@ def _attrs(sc: Scenario, point: RunPoint) -> dict:
         "step_size": sc.run.step_size,
         "steps": sc.run.steps,
         "record_every": sc.run.record_every,
+        "prune_tol": sc.run.prune_tol,
     }
 
 

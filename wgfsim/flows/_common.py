@@ -82,15 +82,6 @@ def positive_int(flow: str, option: str, value, maximum=None, why: str = ""):
                          expected=None if maximum is not None else "a positive integer", why=why)
 
 
-def check_booleans(flow: str, params) -> None:
-    """Every option of a flow's ``Params`` whose default is a boolean must be a boolean (NaN, "false", 0 refused)."""
-    import dataclasses
-
-    for f in dataclasses.fields(params):
-        if isinstance(f.default, bool):
-            errors.boolean(flow, f.name, getattr(params, f.name))
-
-
 def cost_of(flow: str, value):
     return one_of(flow, "cost", value, COSTS)
 

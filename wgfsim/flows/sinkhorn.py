@@ -39,8 +39,8 @@ import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace
-from . import Flow, register, sqrt_largest_epsilon
 from ..errors import OptionError, number
+from ._registry import Flow, register, sqrt_largest_epsilon, transport_gap_decay
 from ._common import boolean, cost_of, log_weights, positive_floats, positive_int, set_frozen, weights
 
 
@@ -183,7 +183,7 @@ def velocity(x, y, a, b, params: Params, ctx):
     v = 0.0
     iterations, error = 0, 0.0
     for eps in params.epsilon:
-        key = ("sinkhorn", eps)
+        key = f"sinkhorn/{eps!r}"  # the carried state's keys are strings (a checkpoint stores them as they are)
         state = ctx.state.get(key) if params.warm_start else None
         if state is not None and (len(state) != 4 or state[0].dtype != x.dtype or state[0].shape[1] != x.shape[1]):
             state = None  # another dtype or dimension: cold start
@@ -249,5 +249,15 @@ FLOW = register(
         options_at_scale=lambda s: {"epsilon": s * s},
         hyper="epsilon",
         doc="docs/flows/sinkhorn.md",
+        study_options=lambda dim: {"max_iter": 100},  # the paper's iterations per step, warm-started
+        gap_decay=transport_gap_decay,
+        pairs=lambda n, m, d, p: float(len(p.epsilon) * ((p.max_iter + 1) * (2 * n * m + n * n))),
+        no_two_atom="the debiased Sinkhorn field between two atoms has no closed form at finite epsilon",
+        diagnostics=(("sinkhorn_iterations", "Sinkhorn iterations the field of this step used (largest over "
+                      "epsilons; NaN for runs of other flows)", "1"),
+                     ("sinkhorn_error", "Sinkhorn marginal error reached at this step (largest over epsilons; "
+                      "converged when below the flow's tol, see flow_params)", "1")),
+        examples=(dict(epsilon=0.1, max_iter=30, tol=1e-30), dict(epsilon=0.1, cost="euclidean", max_iter=30, tol=1e-30),
+                  dict(epsilon=0.05, scaling=0.5, max_iter=20, tol=1e-30)),
     )
 )
