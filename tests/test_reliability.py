@@ -595,3 +595,107 @@ backend = "numpy"
     assert _run(_scenario(tmp_path, text), tmp_path / "out") == 2
     err = capsys.readouterr().err.strip()
     assert "kale" in err and "lambda_" in err and "Traceback" not in err and "\n" not in err
+
+
+@pytest.mark.parametrize("where", ["file", "set"])
+@pytest.mark.parametrize("opening,closing", [("[", "]"), ("{a = ", "}")])
+def test_values_nested_thousands_deep_are_refused_not_a_recursion_error(tmp_path, capsys, where, opening, closing):
+    deep = opening * 3000 + "1.0" + closing * 3000
+    if where == "file":
+        args = [str(_scenario(tmp_path, TINY.replace("bandwidth = 1.0", f"bandwidth = {deep}")))]
+    else:
+        args = [str(_scenario(tmp_path)), "--set", f"flow.0.bandwidth={deep}"]
+    assert main(["validate", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nested more than 32 deep" in err and "\n" not in err and len(err) < 400
+
+
+def test_a_huge_generator_eval_n_is_refused_at_validation(tmp_path, capsys):
+    text = TINY.replace('seeds = [0]', 'seeds = [0]\nmethods = ["generator"]') + "\n[generator]\neval_n = 100000000000\n"
+    assert main(["validate", str(_scenario(tmp_path, text))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "generator evaluation samples" in err and "memory" in err and "\n" not in err
+
+
+# ---------------------------------------------------------------- causes 7 and 8: one resource estimator, before any allocation
+
+GiB = 2 ** 30
+
+
+@pytest.fixture
+def eight_gib(monkeypatch):
+    """The machine has 8 GiB free, whatever this one has (the estimate is what is tested, not the machine)."""
+    import wgfsim.targets
+
+    monkeypatch.setattr(wgfsim.targets, "_available_memory", lambda: 8 * GiB)
+
+
+@pytest.mark.parametrize("flow,options,part,bytes_", [
+    # the offsets and weights: 2 copies of n_mc (d + 1) float64
+    ("kl_kde_wgf", {"n_mc": 10 ** 9}, "Monte-Carlo offsets", 8 * 2 * 10 ** 9 * 3),
+    # the tensor rule's n_nodes^d nodes with their weights, and the n_nodes^2 companion matrix twice
+    ("kl_kde_wgf", {"quadrature": "gauss_hermite", "n_nodes": 10 ** 5}, "Gauss-Hermite nodes",
+     8 * (10 ** 10 * 3 + 2 * 10 ** 10)),
+    # the projections: n_projections (n + m + d) float64
+    ("sliced", {"n_projections": 10 ** 10}, "sliced projections", 8 * 10 ** 10 * (20 + 30 + 2)),
+])
+def test_the_api_refuses_options_beyond_memory_before_allocating(eight_gib, flow, options, part, bytes_):
+    from wgfsim.flows import ResourceError
+
+    rng = np.random.default_rng(0)
+    assert bytes_ > 8 * GiB  # the case is beyond the machine the fixture pretends
+    t0 = time.perf_counter()
+    with pytest.raises(ResourceError, match=part) as err:
+        wgfsim.velocity(flow, rng.normal(size=(20, 2)), rng.normal(size=(30, 2)), **options)
+    assert time.perf_counter() - t0 < 2.0  # refused, not computed
+    value, unit = str(err.value).split("need about ")[1].split(" ")[:2]
+    assert float(value) * {"GiB": GiB, "TiB": 2 ** 40}[unit] == pytest.approx(bytes_, rel=0.01)
+
+
+@pytest.mark.parametrize("flow", ["sinkhorn_proxy", "drift_da2", "mmd", "kale", "drmmd"])
+def test_the_api_refuses_a_billion_rows_before_allocating(eight_gib, flow):
+    from wgfsim.flows import ResourceError
+
+    x = np.broadcast_to(np.zeros(2), (10 ** 9, 2))  # zero-stride views: no memory of their own
+    y = np.broadcast_to(np.ones(2), (10 ** 9, 2))
+    t0 = time.perf_counter()
+    with pytest.raises(ResourceError, match="point pairs|of memory"):
+        wgfsim.velocity(flow, x, y)
+    with pytest.raises(ResourceError):
+        wgfsim.Field(flow)(x, y[:50])
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_the_dense_critic_solve_is_refused_by_its_size(eight_gib):
+    from wgfsim.flows import ResourceError
+
+    x = np.broadcast_to(np.zeros(2), (60_000, 2))
+    for flow in ("kale", "drmmd"):  # 3 (N + M)^2 float64 Gram matrices: 345 GB
+        with pytest.raises(ResourceError, match="Gram matrices"):
+            wgfsim.velocity(flow, x, x, max_dense=200_000)
+
+
+@pytest.mark.parametrize("override,part", [
+    ('flow.0={name = "kl_kde_wgf", n_mc = 1000000000}', "Monte-Carlo offsets"),
+    ('flow.0={name = "kl_kde_wgf", quadrature = "gauss_hermite", n_nodes = 100000}', "Gauss-Hermite nodes"),
+    ('flow.0={name = "sliced", n_projections = 10000000000}', "sliced projections"),
+])
+def test_validate_refuses_what_the_flow_record_says_cannot_fit(tmp_path, capsys, eight_gib, override, part):
+    assert main(["validate", str(_scenario(tmp_path)), "--set", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert part in err and "8 GiB is available" in err and "\n" not in err
+
+
+def test_a_metric_that_would_sit_for_hours_is_refused_and_the_default_reference_is_bounded(tmp_path, capsys):
+    from wgfsim.scenario.spec import REFERENCE_N_MAX
+
+    big = TINY.replace("n = 32\n\n[init]", "n = 20000\n\n[init]")
+    sc = wgfsim.scenario.loads(big, source="<big>")
+    assert (sc.target.n, sc.metrics.reference_n) == (20000, REFERENCE_N_MAX) == (20000, 10_000)
+    # mmd2 of 32 particles against 4.1M reference samples: (32 + 4.1e6)^2 = 1.7e13 pairs every record
+    assert main(["validate", str(_scenario(tmp_path)), "--set", "metrics.reference_n=4100000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "per record" in err and f"{(32 + 4.1e6) ** 2:.3g}" in err and "metrics.reference_n" in err
+    assert main(["validate", str(_scenario(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert f"{(32 + 32) ** 2 * 1.0:.3g} per record" in out  # mmd2's (n + m)^2 at n = m = 32

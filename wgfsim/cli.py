@@ -37,7 +37,11 @@ def _load(args):
     try:
         sc = load(path, overrides=args.set or ())
         check_environment(sc)
-        if not getattr(args, "no_size_check", False):
+        if getattr(args, "no_size_check", False):
+            from .flows import set_limits
+
+            set_limits(check=False)  # the API entry points' own check too: the user chose to try
+        else:
             check_size(sc)
     except ScenarioError as err:
         raise UserError(str(err)) from None
@@ -146,6 +150,9 @@ def cmd_validate(args) -> int:
     print(f"{sc.source}: ok: {len(points)} run(s)" + (" (data sweep: needs `wgfsim sweep`)" if sc.sweeps_data else ""))
     for p in points:
         print(f"  {p.label}")
+    from .scenario.resources import describe
+
+    print(describe(sc))
     return EXIT_OK
 
 

@@ -20,13 +20,14 @@ import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace, resolve_backend
-from ._registry import (GAP_LAWS, CarriedState, Context, Flow, _REGISTRY, get, kernel_gap_decay, kernel_pairs,
+from ._registry import (GAP_LAWS, LIMITS, CarriedState, Context, Flow, ResourceError, _REGISTRY, check_call, get,
+                        kernel_gap_decay, kernel_pairs, set_limits,
                         largest_bandwidth, make_params, names, options, register, sqrt_largest_epsilon,
                         transport_gap_decay)
 
 __all__ = ["Flow", "Context", "CarriedState", "Field", "register", "get", "names", "make_params", "options", "velocity", "energy",
            "field_at", "largest_bandwidth", "sqrt_largest_epsilon", "kernel_gap_decay", "transport_gap_decay",
-           "kernel_pairs", "GAP_LAWS"]
+           "kernel_pairs", "GAP_LAWS", "LIMITS", "set_limits", "ResourceError"]
 
 
 def _check_real(arr, argname):
@@ -45,6 +46,17 @@ def _check_real(arr, argname):
             f"cast with {argname}.astype(numpy.float32) or numpy.float64"
         )
     raise ValueError(f"{argname}: expected real numbers (float32 or float64; integers are converted to float64), got dtype {dt}")
+
+
+def _shape(arr):
+    """The shape of an array or nested list without copying it (None where it has none)."""
+    shape = getattr(arr, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    try:
+        return np.shape(arr) if isinstance(arr, (list, tuple)) else None
+    except ValueError:  # ragged
+        return None
 
 
 def _as_points(arr, argname, dtype=None):
@@ -126,7 +138,8 @@ class Field:
         """The carried state (string keys, plain data); the checkpoint saves and restores it."""
         return self.ctx.state
 
-    def _prepare(self, x, y, a, b):
+    def _prepare(self, x, y, a, b, rows: int | None = None):
+        self._check_size(x, y, rows)  # from the shapes, before any copy or check allocates
         x = _as_points(x, "x")
         y = _as_points(y, "y", dtype=x.dtype)
         if x.shape[1] != y.shape[1]:
@@ -138,8 +151,23 @@ class Field:
         backend = resolve_backend(self.ctx.backend, x, y)
         return x, y, a, b, backend
 
+    def _check_size(self, x, y, rows=None) -> None:
+        """Refuse a call beyond the available memory or the pair limit (:func:`~._registry.check_call`)."""
+        sx, sy = _shape(x), _shape(y)
+        if sx is None or sy is None or len(sx) != 2 or len(sy) != 2 or sx[1] != sy[1]:
+            return  # _as_points names what is wrong with them
+        dtype = getattr(x, "dtype", None)
+        floating = dtype is not None and np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
+        itemsize = 4 if floating and np.dtype(dtype) == np.dtype(np.float32) else 8
+        check_call(self.flow, max(int(sx[0]), rows or 0), int(sy[0]), int(sx[1]), self.params, itemsize,
+                   converted=not floating)
+
     def __call__(self, x, y, a=None, b=None):
         """The velocity v(x) (N, d), same type and dtype as x.
+
+        Refused before anything is allocated (:class:`~wgfsim.flows.ResourceError`) when the call would need
+        more memory than is available or more point pairs than ``LIMITS["max_pairs"]``
+        (the flow record's ``memory`` and ``pairs``).
 
         Raises :class:`~wgfsim.errors.NonFiniteError` (a ``ValueError``) when
         the field of these finite inputs is NaN or inf (an overflow), never
@@ -219,7 +247,7 @@ def field_at(name: str, z, x, y, *, a=None, b=None, rng=None, backend: str = "au
     if f.flow.field_at is None:
         have = [n for n in names() if _REGISTRY[n].field_at is not None]
         raise ValueError(f"{name}: has no field at arbitrary points; flows with one: {have}")
-    x, y, a, b, backend_ = f._prepare(x, y, a, b)
+    x, y, a, b, backend_ = f._prepare(x, y, a, b, rows=_shape(z)[0] if _shape(z) else None)
     z = _as_points(z, "z", dtype=x.dtype)
     if z.shape[1] != x.shape[1]:
         raise ValueError(f"z and x: dimensions differ (z has {z.shape[1]}, x has {x.shape[1]})")
