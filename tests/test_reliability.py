@@ -303,6 +303,14 @@ def test_a_run_stopped_by_a_signal_exits_130_with_the_resume_hint(tmp_path, sig)
     out = tmp_path / "out"
     proc = _start(tmp_path, "run", _scenario(tmp_path, LONG), "-o", out, "-q", "--no-plots")
     _wait_for(out, "tiny.ckpt/run0.npz", proc)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the checkpoint comes just before the first record: wait for the record
+        try:
+            if np.isfinite(wgfsim.io.open_run(out / "tiny.h5.partial", index=False)["t"].values[0, 0]):
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
