@@ -141,7 +141,10 @@ def run_point_task(payload: dict) -> dict:
             out["status"] = "finished"
     except Exception as err:  # noqa: BLE001 - reported with the point's parameters, the sweep goes on
         tb = traceback.format_exception(type(err), err, err.__traceback__)
-        out["error"] = f"{type(err).__name__}: {err}\n" + "".join(tb[-3:])
+        kept = ""
+        if isinstance(err, OSError) and pathlib.Path(str(payload.get("path", "")) + ".partial").exists():
+            kept = " (an I/O fault: the point is kept resumable; run the same sweep again to continue it)"
+        out["error"] = f"{type(err).__name__}: {err}{kept}\n" + "".join(tb[-3:])
     finally:
         out["seconds"] = time.perf_counter() - start
     return out
