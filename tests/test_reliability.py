@@ -707,3 +707,17 @@ def test_a_metric_that_would_sit_for_hours_is_refused_and_the_default_reference_
     assert main(["validate", str(_scenario(tmp_path))]) == 0
     out = capsys.readouterr().out
     assert f"{(32 + 32) ** 2 * 1.0:.3g} per record" in out  # mmd2's (n + m)^2 at n = m = 32
+
+
+def test_a_run_stores_nan_for_an_energy_that_overflows():
+    from wgfsim import runner
+
+    text = TINY.replace('names = ["mmd2", "mode_mass"]', 'names = ["energy"]').replace(
+        'name = "mmd"\nbandwidth = 1.0', 'name = "sliced"')
+    sc = wgfsim.scenario.loads(text, source="<s>")
+    point = wgfsim.scenario.expand(sc)[0]
+    y = np.random.default_rng(0).normal(size=(32, 2))
+    data = runner._Data(target=y, reference=y, centres=None, mode_names=[], target_mode_mass=None)
+    finite = runner._metrics(sc, point, data, y + 1.0, None, step=2)["energy"]
+    assert np.isfinite(finite) and finite > 0  # SW_2^2 of a shifted copy
+    assert np.isnan(runner._metrics(sc, point, data, y * 1e200, None, step=2)["energy"])

@@ -54,10 +54,9 @@ from tqdm.auto import tqdm
 from . import metrics
 from .methods import particles
 from .backend import array_module, to_numpy
-from .errors import OptionError
+from .errors import ConvergenceWarning, NonFiniteError, OptionError
 from .flows import Field, get as get_flow
 from .io import checkpoint
-from .errors import ConvergenceWarning
 from .io.fs import make_owned_dir, remove_owned_dir
 from .io.lock import LockHeld, RunLock
 from .io.schema import SCALAR_METRICS, Variable
@@ -136,7 +135,10 @@ def _metrics(sc: Scenario, point: RunPoint, data: _Data, x, v, step: int) -> dic
         # its own seeded stream: estimating the energy never changes the trajectory
         field = Field(point.flow, params=point.flow_params or point.params, rng=_rng(point.seed, 4, step),
                       backend=sc.run.backend, prune_tol=sc.run.prune_tol)
-        out["energy"] = field.energy(x, data.target)
+        try:
+            out["energy"] = field.energy(x, data.target)
+        except NonFiniteError:  # the functional overflows at this state (huge particles): NaN, like the metrics
+            out["energy"] = math.nan
     return out
 
 
