@@ -633,9 +633,21 @@ GiB = 2 ** 30
 @pytest.fixture
 def eight_gib(monkeypatch):
     """The machine has 8 GiB free, whatever this one has (the estimate is what is tested, not the machine)."""
+    import wgfsim.flows
     import wgfsim.targets
 
     monkeypatch.setattr(wgfsim.targets, "_available_memory", lambda: 8 * GiB)
+    monkeypatch.setitem(wgfsim.flows.LIMITS, "check", True)
+    monkeypatch.setitem(wgfsim.flows.LIMITS, "max_pairs", 1e13)
+
+
+def test_no_size_check_lasts_one_command(tmp_path, capsys):
+    """`--no-size-check` turns the API's check off for its command only (the process goes on checking)."""
+    import wgfsim.flows
+
+    assert wgfsim.flows.LIMITS["check"] is True
+    assert main(["validate", str(_scenario(tmp_path)), "--no-size-check"]) == 0
+    assert wgfsim.flows.LIMITS["check"] is True
 
 
 @pytest.mark.parametrize("flow,options,part,bytes_", [

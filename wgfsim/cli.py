@@ -40,7 +40,8 @@ def _load(args):
         if getattr(args, "no_size_check", False):
             from .flows import set_limits
 
-            set_limits(check=False)  # the API entry points' own check too: the user chose to try
+            # the API entry points' own check too, for this command (main restores it): the user chose to try
+            args.restore_limits = set_limits(check=False)
         else:
             check_size(sc)
     except ScenarioError as err:
@@ -403,6 +404,10 @@ def main(argv=None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if getattr(args, "restore_limits", None) is not None:
+            from .flows import LIMITS
+
+            LIMITS.update(args.restore_limits)
 
 
 def _by(err: BaseException) -> str:

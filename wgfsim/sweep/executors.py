@@ -116,6 +116,9 @@ def run_point_task(payload: dict) -> dict:
     try:
         out["threads"], out["pool_threads"] = _limit_threads(payload.get("threads"))
         from .. import runner  # imported here: in a fresh worker, after the thread limits
+        from ..flows import LIMITS
+
+        LIMITS.update(payload.get("limits") or {})  # the parent's size check (--no-size-check) holds here too
 
         sc, point, path = payload["sc"], payload["point"], pathlib.Path(payload["path"])
         if path.exists():
