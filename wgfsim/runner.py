@@ -63,7 +63,8 @@ from .methods import get as get_method
 from .methods._common import rng as _rng
 from .scenario import RunPoint, Scenario, ScenarioError, expand
 
-__all__ = ["run_scenario", "run_points", "output_path", "fingerprint", "RunFileError", "LockHeld", "clean_stale"]
+__all__ = ["run_scenario", "run_points", "output_path", "fingerprint", "final_scores", "RunFileError", "LockHeld",
+           "clean_stale"]
 
 # metrics of (x, reference) computed by wgfsim.metrics.compute
 _PAIR_METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2")
@@ -474,12 +475,40 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
                 if err is not None:
                     failed[point.label] = err
                     print(f"wgfsim: run '{point.label}' stopped: {err}", file=sys.stderr)
-        final = store.finish({"failed_runs": json.dumps(failed)})
+        scores = final_scores(partial, _stored_metrics(sc, points), sc.metrics.final_window)
+        final = store.finish({"failed_runs": json.dumps(failed), **scores})
     except BaseException:
         store.close()  # the .partial keeps every record; --resume continues from the checkpoints
         raise
     shutil.rmtree(ckdir, ignore_errors=True)
     return final
+
+
+def final_scores(file, names, window: int) -> dict:
+    """Each run's final score: mean and spread of each scalar metric over its last ``window`` records.
+
+    One record is one latent batch (generator) or one particle cloud, so its
+    value is partly luck; the mean over the last ``window`` records of a run
+    (its finite values, the final record included) and their sample standard
+    deviation (NaN from fewer than two) are the score to compare.  Returns
+    attributes ``final_window`` and per metric ``final_<name>_mean`` and
+    ``final_<name>_std`` (one number per run), read back from ``file``.
+    """
+    import h5py
+
+    out: dict = {"final_window": int(window)}
+    with h5py.File(file, "r", locking=False) as h:
+        for name in names:
+            if name not in h:
+                continue
+            values = np.asarray(h[name][...], dtype=np.float64)  # (run, time)
+            means, stds = [], []
+            for row in values:
+                last = row[np.isfinite(row)][-window:]
+                means.append(float(last.mean()) if last.size else math.nan)
+                stds.append(float(last.std(ddof=1)) if last.size > 1 else math.nan)
+            out[f"final_{name}_mean"], out[f"final_{name}_std"] = means, stds
+    return out
 
 
 def _run_coords(points: list[RunPoint]) -> dict:

@@ -223,7 +223,7 @@ def _coord_text(value) -> str:
 
 _TOP = ("name", "description", "target", "init", "flow", "run", "metrics", "generator")
 _RUN = ("methods", "steps", "step_size", "record_every", "seeds", "backend", "dtype", "minibatch", "record_velocity")
-_METRICS = ("names", "reference_n", "sinkhorn_epsilon", "w2_max_points")
+_METRICS = ("names", "reference_n", "sinkhorn_epsilon", "w2_max_points", "final_window")
 _GENERATOR = tuple(f.name for f in dataclasses.fields(GeneratorSpec))
 
 
@@ -416,7 +416,9 @@ def _metrics(chk: _Checker, data: dict, target_n: int) -> tuple[MetricsSpec, boo
     eps = table.get("sinkhorn_epsilon")
     eps = None if eps is None else chk.positive(eps, "metrics.sinkhorn_epsilon", what="entropic regularisation")
     w2_max = chk.integer(table.get("w2_max_points", 2000), "metrics.w2_max_points", what="subsample size for exact W2")
-    return MetricsSpec(names=names, reference_n=reference_n, sinkhorn_epsilon=eps, w2_max_points=w2_max), explicit
+    window = chk.integer(table.get("final_window", 5), "metrics.final_window", what="records averaged into the final score")
+    return MetricsSpec(names=names, reference_n=reference_n, sinkhorn_epsilon=eps, w2_max_points=w2_max,
+                       final_window=window), explicit
 
 
 def _generator(chk: _Checker, data: dict, methods: tuple[str, ...], init_n: int) -> GeneratorSpec | None:

@@ -107,12 +107,15 @@ class MetricsSpec:
     ``names`` defaults to every metric (without ``mode_mass`` when no target
     data point has mode centres; with a sweep over kinds some points may
     still lack them); ``reference_n`` defaults to the target's n.
+    ``final_window``: the last records whose mean and spread the file keeps
+    as each run's final score (attributes ``final_<metric>_mean``/``_std``).
     """
 
     names: tuple[str, ...] = METRICS
     reference_n: int = DEFAULT_N
     sinkhorn_epsilon: float | None = None
     w2_max_points: int = 2000
+    final_window: int = 5
 
 
 # generator settings a scenario may give: the generator's own configs, less what the run sets

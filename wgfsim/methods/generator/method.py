@@ -3,6 +3,10 @@
 Each step regresses ``G(z)`` onto ``G(z) + eta v(G(z))`` on fresh latents
 (Deng et al. 2026); records hold ``G`` on a fixed set of evaluation latents,
 so they are comparable from record to record; ``t = step * drift_step``.
+With ``fresh_target`` each step's target rows are drawn afresh from the
+target's distribution (``Target.sample``, on the run's stream ``[seed, 3]``
+with the latents); a ``from_file`` target has no distribution beyond its rows
+and keeps sampling them.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ class GeneratorMethod:
         self.sc, self.point, self.xp, self.dtype = sc, point, xp, dtype
         self.cfg = gen_train.TrainConfig(
             mlp=MLPConfig(out_dim=target.shape[1], latent_dim=spec.latent_dim, width=spec.width, depth=spec.depth,
-                          activation=spec.activation),
+                          activation=spec.activation, architecture=spec.architecture, init=spec.init),
             learning_rate=spec.learning_rate,
             inner_steps=spec.inner_steps,
             batch_size=spec.batch_size,
@@ -35,15 +39,18 @@ class GeneratorMethod:
             lr_schedule=spec.lr_schedule,
             total_steps=sc.run.steps,
             ema_decay=spec.ema_decay,
+            fresh_target=spec.fresh_target,
         )
         self.target_host = target
+        # fresh rows need a distribution: every kind but from_file (whose rows are all it knows)
+        self.sampler = point.target.build().sample if spec.fresh_target and point.target.kind != "from_file" else None
         self.n_points = spec.eval_n or point.init.n
         # a fixed evaluation latent set: records are comparable step to step
         self.z_eval = xp.asarray(rng(point.seed, 1).standard_normal((self.n_points, spec.latent_dim)), dtype=dtype)
 
     def init(self):
         return gen_train.init(self.cfg, self.target_host, field(self.point, self.sc.run.backend),
-                              rng(self.point.seed, 3), xp=self.xp, dtype=self.dtype)
+                              rng(self.point.seed, 3), xp=self.xp, dtype=self.dtype, sampler=self.sampler)
 
     def evaluate(self, state):
         return None  # the drift is evaluated inside each training step
@@ -63,7 +70,8 @@ class GeneratorMethod:
         return gen_train.checkpoint(state)
 
     def restore(self, snap):
-        return gen_train.restore(snap, self.cfg, self.target_host, field(self.point, self.sc.run.backend), xp=self.xp)
+        return gen_train.restore(snap, self.cfg, self.target_host, field(self.point, self.sc.run.backend), xp=self.xp,
+                                 sampler=self.sampler)
 
     def t(self, step: int) -> float:
         return step * self.cfg.drift_step
