@@ -128,7 +128,7 @@ def test_activations_against_scipy():
 
 
 def test_depth_zero_identity_is_the_linear_generator():
-    cfg = MLPConfig(out_dim=3, latent_dim=4, width=6, depth=0, activation="identity")
+    cfg = MLPConfig(out_dim=3, latent_dim=4, width=6, depth=0, activation="identity", architecture="residual")
     params = _random_params(cfg, seed=3)
     assert param_names(cfg) == ["in.W", "in.b", "out.W", "out.b"]
     z = np.random.default_rng(4).standard_normal((7, 4))
@@ -304,7 +304,7 @@ def test_adam_does_not_mutate_its_inputs():
 @pytest.mark.parametrize(
     "cfg",
     [
-        MLPConfig(out_dim=2, latent_dim=2, width=3, depth=0, activation="identity"),  # linear G
+        MLPConfig(out_dim=2, latent_dim=2, width=3, depth=0, activation="identity", architecture="residual"),  # linear G
         MLPConfig(out_dim=2, latent_dim=3, width=4, depth=1, activation="silu"),  # a nonlinear G
     ],
     ids=["linear", "mlp"],

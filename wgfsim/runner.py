@@ -117,6 +117,8 @@ def _metrics(sc: Scenario, point: RunPoint, data: _Data, x, v, step: int) -> dic
     names = sc.metrics.names
     scalar = [n for n in names if n in _PAIR_METRICS]
     options = {"w2": {"max_points": sc.metrics.w2_max_points}}
+    if sc.metrics.mmd2_bandwidth is not None:  # a fixed bandwidth: the median one hides blur at the data's scale
+        options["mmd2"] = {"bandwidth": sc.metrics.mmd2_bandwidth}
     if sc.metrics.sinkhorn_epsilon is not None:
         options["sinkhorn"] = {"epsilon": sc.metrics.sinkhorn_epsilon}
     want_modes = "mode_mass" in names and data.centres is not None

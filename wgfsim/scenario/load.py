@@ -223,7 +223,7 @@ def _coord_text(value) -> str:
 
 _TOP = ("name", "description", "target", "init", "flow", "run", "metrics", "generator")
 _RUN = ("methods", "steps", "step_size", "record_every", "seeds", "backend", "dtype", "minibatch", "record_velocity")
-_METRICS = ("names", "reference_n", "sinkhorn_epsilon", "w2_max_points", "final_window")
+_METRICS = ("names", "reference_n", "sinkhorn_epsilon", "w2_max_points", "final_window", "mmd2_bandwidth")
 _GENERATOR = tuple(f.name for f in dataclasses.fields(GeneratorSpec))
 
 
@@ -417,8 +417,15 @@ def _metrics(chk: _Checker, data: dict, target_n: int) -> tuple[MetricsSpec, boo
     eps = None if eps is None else chk.positive(eps, "metrics.sinkhorn_epsilon", what="entropic regularisation")
     w2_max = chk.integer(table.get("w2_max_points", 2000), "metrics.w2_max_points", what="subsample size for exact W2")
     window = chk.integer(table.get("final_window", 5), "metrics.final_window", what="records averaged into the final score")
+    bw = table.get("mmd2_bandwidth")
+    if isinstance(bw, list):  # several bandwidths: the sum of their MMD^2 (the flows' convention for lists)
+        if not bw:
+            chk.fail("metrics.mmd2_bandwidth", "got []", "a positive number or a non-empty list of them")
+        bw = tuple(chk.positive(b, f"metrics.mmd2_bandwidth[{j}]", what="Gaussian bandwidth") for j, b in enumerate(bw))
+    elif bw is not None:
+        bw = chk.positive(bw, "metrics.mmd2_bandwidth", what="Gaussian bandwidth")
     return MetricsSpec(names=names, reference_n=reference_n, sinkhorn_epsilon=eps, w2_max_points=w2_max,
-                       final_window=window), explicit
+                       final_window=window, mmd2_bandwidth=bw), explicit
 
 
 def _generator(chk: _Checker, data: dict, methods: tuple[str, ...], init_n: int) -> GeneratorSpec | None:
@@ -430,7 +437,7 @@ def _generator(chk: _Checker, data: dict, methods: tuple[str, ...], init_n: int)
                 'run.methods to include "generator", or no [generator] table',
             )
         return None
-    table = chk.table(data.get("generator", {}), "generator", "width = 256, depth = 4")
+    table = chk.table(data.get("generator", {}), "generator", "width = 256, depth = 3")
     chk.keys(table, "generator", _GENERATOR)
     values: dict[str, Any] = {}
     mlp_keys = {f.name for f in _MLP_FIELDS}

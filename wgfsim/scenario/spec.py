@@ -116,6 +116,7 @@ class MetricsSpec:
     sinkhorn_epsilon: float | None = None
     w2_max_points: int = 2000
     final_window: int = 5
+    mmd2_bandwidth: float | tuple | None = None  # None: the median heuristic
 
 
 # generator settings a scenario may give: the generator's own configs, less what the run sets
