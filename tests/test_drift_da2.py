@@ -25,6 +25,7 @@ from scipy.special import logsumexp
 import wgfsim
 from wgfsim import flows
 from wgfsim.primitives import dense
+from wgfsim.errors import OptionError
 from wgfsim.scenario import expand, loads
 
 OFFICIAL_T = (0.02, 0.05, 0.2)
@@ -220,7 +221,7 @@ def test_preset_official_is_the_three_options():
     assert flows.make_params("drift_da2").affinity_floor == 0.0  # the default is the paper's algorithm
     # the preset's own values may be repeated (a stored run reloads), a third value is refused
     assert flows.make_params("drift_da2", preset="official", normalize_drift=True, affinity_floor=1e-3) == p
-    with pytest.raises(ValueError, match=r"drift_da2: option 'affinity_floor' = 0.01 contradicts preset = 'official'"):
+    with pytest.raises(OptionError, match=r"drift_da2: option 'affinity_floor' expected 0.001 or no value: preset = 'official' sets it"):
         flows.make_params("drift_da2", preset="official", affinity_floor=1e-2)
     with pytest.raises(ValueError, match=r"drift_da2: option 'preset' expected one of \('none', 'official'\)"):
         flows.make_params("drift_da2", preset="paper")

@@ -547,7 +547,7 @@ def test_sizes_beyond_memory_are_refused_at_validation(tmp_path, capsys, monkeyp
 
 
 def test_memory_estimate_is_at_least_the_arrays_it_names():
-    from wgfsim.scenario.load import memory_estimate
+    from wgfsim.scenario.resources import memory_estimate
 
     sc = wgfsim.scenario.loads(TINY, source="tiny.toml", overrides=["init.n=1000000", "metrics.reference_n=2000000"])
     need, parts = memory_estimate(sc)

@@ -293,7 +293,7 @@ def test_override_can_turn_a_sweep_into_one_run():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("run.stepz=3", "run.stepz: unknown key; expected one of methods, steps, step_size, record_every, seeds, backend, dtype, minibatch, record_velocity; did you mean 'steps'? (set by override 'run.stepz=3')"),
+        ("run.stepz=3", "run.stepz: unknown key; expected one of methods, steps, step_size, record_every, seeds, backend, dtype, minibatch, record_velocity, prune_tol; did you mean 'steps'? (set by override 'run.stepz=3')"),
         ("flow.0.bandwith=0.5", "flow[0].bandwith: unknown option of flow 'kl_kde'; expected one of bandwidth, kernel, exclude_self; did you mean 'bandwidth'? (set by override 'flow.0.bandwith=0.5')"),
         ("flow.1.bandwidth=0.5", "flow[1].bandwidth: unknown option of flow 'sinkhorn'"),
         ("flow.2.bandwidth=0.5", "flow: override 'flow.2.bandwidth=0.5': index 2 but the file has 2 [[flow]] tables; expected an index in 0..1"),

@@ -28,18 +28,24 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from . import primitives
 from .backend import array_namespace, to_numpy
-from .flows import mmd as _mmd
-from .flows import sinkhorn as _sinkhorn
 from .primitives import dense
 
+# the flows (and with them the kernel compiler) load on a metric's first call, so that the
+# file schema (wgfsim.io.schema), which derives its variables from the records below, stays light
+
 __all__ = [
+    "Metric",
+    "MetricOption",
+    "RECORDS",
     "METRICS",
+    "scalar_names",
     "SINKHORN_RELATIVE_EPSILON",
     "compute",
     "energy_distance",
@@ -158,6 +164,8 @@ def mmd2(x, ref, *, bandwidth: float | tuple | None = None, backend: str = "auto
         bandwidths = tuple(bandwidth) if isinstance(bandwidth, (list, tuple)) else (bandwidth,)
         if not bandwidths or not all(_positive(s) for s in bandwidths):
             raise ValueError(f"bandwidth: expected a positive number, a tuple of them, or None, got {bandwidth!r}")
+    from .flows import mmd as _mmd
+
     return float(_mmd.mmd2(x, ref, None, None, tuple(float(s) for s in bandwidths), "gaussian", backend))
 
 
@@ -219,6 +227,8 @@ def sinkhorn(
     eps = sinkhorn_epsilon(ref) if epsilon is None else epsilon
     if not _positive(eps):
         raise ValueError(f"epsilon: expected a positive number or None, got {epsilon!r}")
+    from .flows import sinkhorn as _sinkhorn
+
     return float(
         _sinkhorn.divergence(x, ref, None, None, float(eps), "sqeuclidean", tol=tol, max_iter=max_iter, backend=backend)
     )
@@ -283,13 +293,92 @@ def velocity_rms(v) -> float:
     return scale * float(xp.sqrt(xp.mean(xp.sum(u * u, axis=1))))
 
 
-# name -> fn(x, ref, *, backend, **options): the scalar metrics of a record
-METRICS: dict[str, Callable[..., float]] = {
-    "mmd2": mmd2,
-    "energy_distance": energy_distance,
-    "sinkhorn": sinkhorn,
-    "w2": w2,
-}
+@dataclass(frozen=True)
+class MetricOption:
+    """A ``[metrics]`` key of a scenario that sets one keyword of a metric's function.
+
+    ``kind``: ``"positive"`` (a positive number, or absent: ``default``, which
+    may be None) or ``"integer"`` (a positive integer).
+    """
+
+    key: str  # the scenario key, e.g. "sinkhorn_epsilon"
+    keyword: str  # the function's keyword, e.g. "epsilon"
+    default: object
+    kind: str
+    what: str = ""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric record: what computes it, what the file stores, and what a scenario may set.
+
+    ``fn(x, ref, *, backend, **options) -> float`` for metrics of the particles
+    against the reference sample (``pair``); None for those the runner takes
+    from elsewhere (``mode_mass`` here too, ``energy`` from the flow,
+    ``velocity_rms`` from the field).  The stored variable: ``dims``,
+    ``long_name``, ``units`` (float64).  ``memory(n, m, d, options) -> {part:
+    bytes}`` and ``pairs(n, m, options) -> float`` (pairs one evaluation
+    visits) feed the resource estimate (:mod:`wgfsim.scenario.resources`).
+    """
+
+    name: str
+    fn: Callable[..., float] | None
+    dims: tuple[str, ...]
+    long_name: str
+    units: str
+    options: tuple[MetricOption, ...] = ()
+    pair: bool = False
+    memory: Callable[..., dict] | None = None
+    pairs: Callable[..., float] | None = None
+    doc: str = field(default="", repr=False)
+
+
+def _w2_memory(n, m, d, options) -> dict:
+    # the network simplex's dense plan and cost, below max_points only
+    return {"w2 metric plan": 2.0 * 8 * n * m} if max(n, m) <= options.get("max_points", 2000) else {}
+
+
+RECORDS: dict[str, Metric] = {r.name: r for r in (
+    Metric("mmd2", mmd2, ("run", "time"), "MMD^2 to the reference (Gaussian kernel, median heuristic or metrics.mmd2_bandwidth)", "1",
+           options=(MetricOption("mmd2_bandwidth", "bandwidth", None, "positive",
+                                 "Gaussian bandwidth (default: the median heuristic)"),),
+           pair=True, pairs=lambda n, m, o: float((n + m) ** 2)),
+    Metric("energy_distance", energy_distance, ("run", "time"), "energy distance to the reference", "data",
+           pair=True, pairs=lambda n, m, o: float((n + m) ** 2)),
+    Metric("sinkhorn", sinkhorn, ("run", "time"), "debiased Sinkhorn divergence to the reference (cost |x-y|^2/2)",
+           "data^2", options=(MetricOption("sinkhorn_epsilon", "epsilon", None, "positive", "entropic regularisation"),),
+           pair=True, pairs=lambda n, m, o: 3.0 * 2000 * (n + m) ** 2),
+    Metric("w2", w2, ("run", "time"), "exact W2 distance to the reference", "data",
+           options=(MetricOption("w2_max_points", "max_points", 2000, "integer", "subsample size for exact W2"),),
+           pair=True, memory=_w2_memory, pairs=lambda n, m, o: float(n * m) if max(n, m) <= o.get("max_points", 2000) else 0.0),
+    Metric("mode_mass", None, ("run", "time", "mode"), "fraction of particles nearest each target mode", "1"),
+    Metric("energy", None, ("run", "time"), "the flow's own functional (docs/math.md; see flow_params)", "flow-specific"),
+    Metric("velocity_rms", None, ("run", "time"), "RMS of the velocity over the particles", "data / time"),
+)}
+
+# name -> fn(x, ref, *, backend, **options): the metrics of (x, reference) of a record
+METRICS: dict[str, Callable[..., float]] = {r.name: r.fn for r in RECORDS.values() if r.pair}
+
+
+def scalar_names() -> tuple[str, ...]:
+    """The metrics stored as one number per record (dims ``(run, time)``), in registry order."""
+    return tuple(r.name for r in RECORDS.values() if r.dims == ("run", "time"))
+
+
+def options_of(names, settings: dict) -> dict:
+    """Per-metric keyword arguments from the ``[metrics]`` settings (``{key: value}``), for :func:`compute`.
+
+    A None value (an absent optional setting) passes nothing, so the function's default applies.
+    """
+    out: dict = {}
+    for name in names:
+        record = RECORDS.get(name)
+        if record is None or not record.pair:
+            continue
+        kw = {o.keyword: settings[o.key] for o in record.options if settings.get(o.key) is not None}
+        if kw:
+            out[name] = kw
+    return out
 
 
 def _options_of(name: str, fn: Callable, opts) -> dict:

@@ -52,7 +52,8 @@ import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace
-from . import Flow, register
+from ..errors import OptionError
+from ._registry import Flow, kernel_gap_decay, register, transport_gap_decay
 from ._common import boolean, cost_of, one_of, positive_floats, rms, set_frozen
 from .sinkhorn_proxy import balanced_difference
 
@@ -68,7 +69,7 @@ _CHUNK_ELEMENTS = 1 << 20
 
 def _non_negative_float(option: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"drift_da2: option {option!r} expected a non-negative number (official code: 1e-3), got {value!r}")
+        raise OptionError("drift_da2", option, value, "a non-negative number (official code: 1e-3)")
     return float(value)
 
 
@@ -95,10 +96,8 @@ class Params:
         for option, value in PRESETS[self.preset].items():
             # an option left at its default takes the preset's value; a third value contradicts the preset
             if getattr(self, option) not in (defaults[option], value):
-                raise ValueError(
-                    f"drift_da2: option {option!r} = {getattr(self, option)!r} contradicts preset = {self.preset!r} "
-                    f"(which sets {option} = {value!r}); drop one of them"
-                )
+                raise OptionError("drift_da2", option, getattr(self, option),
+                                  f"{value!r} or no value: preset = {self.preset!r} sets it; drop one of them")
             set_frozen(self, **{option: value})
 
 
@@ -263,5 +262,9 @@ FLOW = register(
         options_at_scale=lambda s: {"temperatures": s * s, "cost": "sqeuclidean"},
         hyper="temperatures",
         doc="docs/flows/drift_da2.md",
+        gap_decay=lambda p: ("laplace" if p.cost == "euclidean" else "gaussian", length_scale(p)),
+        pairs=lambda n, m, d, p: float(len(p.temperatures) * 2 * (n * m + n * n)),
+        no_two_atom="the joint row and column normalisation couples the atoms' weights; no closed form is derived",
+        examples=(dict(), dict(cost="sqeuclidean", normalize_distances=True, normalize_drift=True)),
     )
 )

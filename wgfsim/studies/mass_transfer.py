@@ -263,8 +263,14 @@ def mass_transfer_study(
             raise ValueError(f"kernel_flows: {f!r} has no length scale to set; flows with one: "
                              f"{[n for n in _flows.names() if _flows.get(n).options_at_scale is not None]}")
         kernel_params[f] = at_scale(sigma)
-    # sinkhorn: 100 iterations per step (the paper's), warm-started; sliced: in 1-D one direction is exact
-    transport_params = {"sinkhorn": {"epsilon": transport_eps, "max_iter": 100}, "sliced": {"n_projections": 1 if dim == 1 else 100}, "w2_exact": {}}
+    # each flow's own study settings in this dimension (its record's study_options), at the length
+    # sqrt(transport_eps) where the flow has a length scale (sinkhorn's epsilon = transport_eps)
+    transport_params = {}
+    for f in transport_flows:
+        entry = _flows.get(f)
+        transport_params[f] = dict(entry.study_options(dim)) if entry.study_options is not None else {}
+        if entry.options_at_scale is not None:
+            transport_params[f].update(entry.options_at_scale(math.sqrt(transport_eps)))
     groups = [
         ("kernel", [(f, kernel_params[f]) for f in kernel_flows], kernel_steps, kernel_step_size),
         ("transport", [(f, transport_params[f]) for f in transport_flows], transport_steps, transport_step_size),

@@ -7,50 +7,117 @@ With ``fresh_target`` each step's target rows are drawn afresh from the
 target's distribution (``Target.sample``, on the run's stream ``[seed, 3]``
 with the latents); a ``from_file`` target has no distribution beyond its rows
 and keeps sampling them.
+
+The method is built from its own settings (:class:`GeneratorSettings`: the
+training configuration and ``eval_n``); the runner translates a scenario's
+``[generator]`` table (:data:`GeneratorSpec`, derived from the generator's
+own configs) and ``[run]`` into them with :func:`settings`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
+from ...errors import OptionError
 from . import train as gen_train
-from .mlp import MLPConfig
+from .mlp import MLPConfig, n_params
 from .._common import field, rng
 
-__all__ = ["GeneratorMethod"]
+__all__ = ["GeneratorMethod", "GeneratorSettings", "GeneratorSpec", "check_option", "memory", "settings"]
+
+# the options a scenario's [generator] table may give: the generator's own configs, less what the run sets
+# (the data dimension, the minibatch, the schedule's length), plus eval_n
+_MLP_FIELDS = tuple(f for f in dataclasses.fields(MLPConfig) if f.name != "out_dim")
+_TRAIN_FIELDS = tuple(f for f in dataclasses.fields(gen_train.TrainConfig)
+                      if f.name not in ("mlp", "minibatch", "total_steps"))
+
+GeneratorSpec = dataclasses.make_dataclass(
+    "GeneratorSpec",
+    [(f.name, f.type, dataclasses.field(default=f.default)) for f in _MLP_FIELDS + _TRAIN_FIELDS]
+    + [("eval_n", "int | None", dataclasses.field(default=None))],
+    frozen=True,
+)
+GeneratorSpec.__module__ = __name__
+GeneratorSpec.__doc__ = """The ``[generator]`` table: the amortized one-step generator's settings.
+
+Its fields are those of :class:`wgfsim.methods.generator.mlp.MLPConfig` (``latent_dim``,
+``width``, ``depth``, ``activation``, ``architecture``, ``init``) and :class:`wgfsim.methods.generator.TrainConfig`
+(``learning_rate``, ``inner_steps``, ``batch_size``, ``drift_step``,
+``lr_schedule``, ``ema_decay``, ``fresh_target``), with their defaults, derived from them so the
+two never drift apart; plus ``eval_n`` (samples drawn for metrics, default the
+init's n).  The run supplies the data dimension, the minibatch and the
+schedule's length (``run.steps``).
+"""
+
+
+def check_option(key: str, value):
+    """One ``[generator]`` option judged by the generator's own configs: the normalised value, or OptionError."""
+    if key == "eval_n":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise OptionError("generator", key, value, "a positive integer")
+        return value
+    if key in {f.name for f in _MLP_FIELDS}:
+        MLPConfig(out_dim=1, **{key: value})
+    else:
+        gen_train.TrainConfig(mlp=MLPConfig(out_dim=1), total_steps=1, **{key: value})
+    default = getattr(GeneratorSpec(), key)
+    return float(value) if isinstance(default, float) else value
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """What the generator method needs: its training configuration and the evaluation sample size."""
+
+    train: gen_train.TrainConfig
+    eval_n: int
+
+
+def settings(run, spec, dim: int, init_n: int) -> GeneratorSettings:
+    """The runner's translation: ``[run]`` (minibatch, steps) and the ``[generator]`` table -> settings."""
+    if spec is None:
+        raise OptionError("generator", "[generator]", None, "a [generator] table for the method 'generator'")
+    cfg = gen_train.TrainConfig(
+        mlp=MLPConfig(out_dim=dim, latent_dim=spec.latent_dim, width=spec.width, depth=spec.depth,
+                      activation=spec.activation, architecture=spec.architecture, init=spec.init),
+        learning_rate=spec.learning_rate, inner_steps=spec.inner_steps, batch_size=spec.batch_size,
+        drift_step=spec.drift_step, minibatch=run.minibatch, lr_schedule=spec.lr_schedule, total_steps=run.steps,
+        ema_decay=spec.ema_decay, fresh_target=spec.fresh_target,
+    )
+    return GeneratorSettings(train=cfg, eval_n=spec.eval_n or init_n)
+
+
+def memory(spec, d: int) -> dict:
+    """Bytes of the network with its Adam moments and EMA (4 copies of the weights) and one batch's activations."""
+    if spec is None:
+        return {}
+    g = spec
+    weights = n_params(MLPConfig(out_dim=d, latent_dim=g.latent_dim, width=g.width, depth=g.depth,
+                                 architecture=g.architecture))
+    return {"generator": 4.0 * 8 * weights + 4.0 * 8 * g.batch_size * g.width}
 
 
 class GeneratorMethod:
     name = "generator"
 
-    def __init__(self, sc, point, target, xp, dtype):
-        spec = sc.generator
-        if spec is None:
-            raise ValueError(f"{sc.source}: generator: method 'generator' needs a [generator] table")
-        self.sc, self.point, self.xp, self.dtype = sc, point, xp, dtype
-        self.cfg = gen_train.TrainConfig(
-            mlp=MLPConfig(out_dim=target.shape[1], latent_dim=spec.latent_dim, width=spec.width, depth=spec.depth,
-                          activation=spec.activation, architecture=spec.architecture, init=spec.init),
-            learning_rate=spec.learning_rate,
-            inner_steps=spec.inner_steps,
-            batch_size=spec.batch_size,
-            drift_step=spec.drift_step,
-            minibatch=sc.run.minibatch,
-            lr_schedule=spec.lr_schedule,
-            total_steps=sc.run.steps,
-            ema_decay=spec.ema_decay,
-            fresh_target=spec.fresh_target,
-        )
+    def __init__(self, settings: GeneratorSettings, point, target, xp, dtype, backend: str, prune_tol=None):
+        self.point, self.xp, self.dtype, self.backend, self.prune_tol = point, xp, dtype, backend, prune_tol
+        self.cfg = settings.train
         self.target_host = target
+        self.n_points = settings.eval_n
         # fresh rows need a distribution: every kind but from_file (whose rows are all it knows)
-        self.sampler = point.target.build().sample if spec.fresh_target and point.target.kind != "from_file" else None
-        self.n_points = spec.eval_n or point.init.n
+        fresh = self.cfg.fresh_target and point.target.kind != "from_file"
+        self.sampler = point.target.build().sample if fresh else None
         # a fixed evaluation latent set: records are comparable step to step
-        self.z_eval = xp.asarray(rng(point.seed, 1).standard_normal((self.n_points, spec.latent_dim)), dtype=dtype)
+        self.z_eval = xp.asarray(rng(point.seed, 1).standard_normal((self.n_points, self.cfg.mlp.latent_dim)),
+                                 dtype=dtype)
+
+    def _field(self):
+        return field(self.point, self.backend, self.prune_tol)
 
     def init(self):
-        return gen_train.init(self.cfg, self.target_host, field(self.point, self.sc.run.backend),
-                              rng(self.point.seed, 3), xp=self.xp, dtype=self.dtype, sampler=self.sampler)
+        return gen_train.init(self.cfg, self.target_host, self._field(), rng(self.point.seed, 3), xp=self.xp,
+                              dtype=self.dtype, sampler=self.sampler)
 
     def evaluate(self, state):
         return None  # the drift is evaluated inside each training step
@@ -70,8 +137,7 @@ class GeneratorMethod:
         return gen_train.checkpoint(state)
 
     def restore(self, snap):
-        return gen_train.restore(snap, self.cfg, self.target_host, field(self.point, self.sc.run.backend), xp=self.xp,
-                                 sampler=self.sampler)
+        return gen_train.restore(snap, self.cfg, self.target_host, self._field(), xp=self.xp, sampler=self.sampler)
 
     def t(self, step: int) -> float:
         return step * self.cfg.drift_step
