@@ -457,7 +457,8 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
                 if err is not None:
                     failed[point.label] = err
                     print(f"wgfsim: run '{point.label}' stopped: {err}", file=sys.stderr)
-        scores = final_scores(partial, _stored_metrics(sc, points), sc.metrics.final_window)
+        scored = _stored_metrics(sc, points) + tuple(_extra_variables(points))  # the metrics and e.g. the loss
+        scores = final_scores(partial, scored, sc.metrics.final_window)
         final = store.finish({"failed_runs": json.dumps(failed), **scores})
     except BaseException:
         store.close()  # the .partial keeps every record; --resume continues from the checkpoints
