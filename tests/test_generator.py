@@ -531,3 +531,25 @@ def test_train_config_rejects_bad_values():
         init(TrainConfig(mlp=mlp, minibatch=65), y, wgfsim.Field("mmd"), np.random.default_rng(0))
     with pytest.raises(ValueError, match="out_dim"):
         init(TrainConfig(mlp=MLPConfig(out_dim=3)), y, wgfsim.Field("mmd"), np.random.default_rng(0))
+
+
+def test_the_target_is_hashed_once_per_run_not_per_checkpoint(monkeypatch):
+    """A record's checkpoint costs O(parameters), not O(target rows): the digest is computed at init only."""
+    from wgfsim.io.snapshot import loads as snapshot_loads
+    from wgfsim.methods.generator import train as gen_train
+
+    calls = []
+    real = gen_train._target_digest
+    monkeypatch.setattr(gen_train, "_target_digest", lambda t: calls.append(t.shape) or real(t))
+    _, y = _gaussian_target(64, seed=2)
+    cfg = TrainConfig(mlp=MLPConfig(out_dim=2, latent_dim=2, width=8, depth=1), batch_size=16)
+    state = init(cfg, y, wgfsim.Field("mmd"), np.random.default_rng(0))
+    cks = []
+    for _ in range(3):
+        state, _ = step(state, cfg)
+        cks.append(checkpoint(state))
+    assert calls == [(64, 2)]
+    # and the digest in every checkpoint is the target's (restore, which checks it, hashes once more)
+    assert {snapshot_loads(ck["meta"])["target"] for ck in cks} == {real(y)}
+    restore(cks[-1], cfg, y, wgfsim.Field("mmd"))
+    assert len(calls) == 2
