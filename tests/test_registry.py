@@ -1,10 +1,12 @@
-"""The flow registry: every flow is one file plus one registry line, and carries what readers need.
+"""The flow registry: a flow is one module, one registry line, one test and one doc page, and its record carries what readers need.
 
 Truths: the test suite's own source (every registered flow has a test marked
 ``@pytest.mark.truth(name)``), the repository's files (each flow's doc page),
-and round trips that need no reference values (a flow's options at a length
+round trips that need no reference values (a flow's options at a length
 scale give back that length scale; ``field_at`` at the particles equals the
-velocity where the flow says it does).
+velocity exactly where the record says it does), and, registry-wide in the
+diffrax style, each flow's own declared closed forms against its velocity
+(``two_atom`` at stacked atoms, ``gap_decay`` across wide gaps).
 """
 
 from __future__ import annotations
@@ -103,9 +105,11 @@ def _stacked(D, pi, alpha, n=40, m=50):
 
 
 def _two_atom_cases(name):
-    """Option sets of the flow: at two length scales (where it has one), and its example inputs."""
+    """Option sets of the flow: at two length scales (where it has one), with each kernel it offers, and its examples."""
     flow = flows.get(name)
     cases = [flow.options_at_scale(s) for s in (0.7, 1.5)] if flow.options_at_scale else [{}]
+    if "kernel" in flows.options(name):
+        cases += [{**c, "kernel": "laplace"} for c in cases]
     return cases + [dict(e) for e in flow.examples]
 
 
@@ -143,13 +147,6 @@ def test_kl_kde_laplace_two_atom_is_the_closed_form_not_nan():
     assert flows.get("kl_kde").two_atom(D, pi, alpha, params) == pytest.approx(by_hand, rel=1e-14)
 
 
-def test_a_flow_without_a_two_atom_form_or_a_reason_is_refused():
-    import dataclasses
-
-    silent = dataclasses.replace(flows.get("sliced"), no_two_atom="")
-    assert silent.two_atom is None and not silent.no_two_atom  # what the parametrized test refuses
-
-
 @pytest.mark.parametrize("name", flows.names())
 def test_gap_decay_law_is_how_the_velocity_at_stacked_atoms_decays(name):
     # across a wide gap the overcrowded atom's velocity is (displacement s) x (the law at s) x (a constant):
@@ -172,3 +169,36 @@ def test_gap_decay_law_is_how_the_velocity_at_stacked_atoms_decays(name):
     predicted = (s2 / s1) * (math.exp(-(s2**2 - s1**2) / (2 * length**2)) if law == "gaussian"
                              else math.exp(-(s2 - s1) / length))
     assert v[1] / v[0] == pytest.approx(predicted, rel=2e-3)
+
+
+def equivalences(points, cases):
+    """Pairs of (flow, options) of different flows whose velocities agree on ``points`` (to 1e-10, normwise)."""
+    x, y = points
+    fields = [(name, opts, wgfsim.velocity(name, x, y, rng=0, **opts)) for name, opts in cases]
+    out = []
+    for i, (a, oa, va) in enumerate(fields):
+        for b, ob, vb in fields[i + 1:]:
+            if a != b and np.abs(va - vb).max() <= 1e-10 * max(np.abs(vb).max(), 1e-300):
+                out.append(((a, oa), (b, ob)))
+    return out
+
+
+def test_no_flow_is_another_flows_option_set(rng):
+    # a new flow that reproduces an existing one (a flow equal to kl_kde(kernel="laplace")) is an option set,
+    # not a flow: every registered flow's examples against every other's, on the same points
+    points = rng.normal(size=(30, 2)), rng.normal(size=(40, 2)) * 0.8 + 0.5
+    cases = [(n, dict(e)) for n in flows.names() for e in flows.get(n).examples]
+    assert equivalences(points, cases) == []
+
+
+def test_the_equivalence_check_finds_a_copy_of_an_existing_flow(rng):
+    import dataclasses
+
+    points = rng.normal(size=(30, 2)), rng.normal(size=(40, 2)) * 0.8 + 0.5
+    copy = dataclasses.replace(flows.get("kl_kde"), name="laplace_copy", examples=({"kernel": "laplace"},))
+    flows.register(copy)
+    try:
+        found = equivalences(points, [("kl_kde", {"kernel": "laplace"}), ("mmd", {}), ("laplace_copy", {"kernel": "laplace"})])
+    finally:
+        flows._registry._REGISTRY.pop("laplace_copy")
+    assert found == [(("kl_kde", {"kernel": "laplace"}), ("laplace_copy", {"kernel": "laplace"}))]

@@ -121,3 +121,27 @@ def test_mmd2_at_a_fixed_bandwidth_is_the_gaussian_v_statistic(tmp_path):
     assert ds.mmd2.values[1, -1] == pytest.approx(expected, rel=1e-4, abs=1e-7)
     with pytest.raises(scenario.ScenarioError, match="metrics.mmd2_bandwidth"):
         scenario.loads(text.replace("mmd2_bandwidth = 0.3", "mmd2_bandwidth = -1.0"))
+
+
+def test_prune_tolerance_is_a_run_option_stored_with_the_settings(tmp_path):
+    # run.prune_tol is stored with the run's settings (h5py reads it back) and is part of the file's identity
+    import json
+
+    import h5py
+
+    import wgfsim
+
+    text = SCENARIO.replace('methods = ["particles", "generator"]', 'methods = ["particles"]').replace(
+        'name = "mmd"\nbandwidth = 1.0', 'name = "sinkhorn"\nepsilon = 0.05\nmax_iter = 20').split("[generator]")[0]
+    exact = scenario.loads(text, overrides=["run.prune_tol=0.0"])
+    assert exact.run.prune_tol == 0.0 and scenario.loads(text).run.prune_tol == 1e-12
+    path = runner.run_scenario(exact, tmp_path, progress=False)
+    with h5py.File(path, "r") as h:
+        assert np.asarray(h.attrs["prune_tol"]).ravel().tolist() == [0.0]
+        assert json.loads(h.attrs["resolved_scenario"])["run"]["prune_tol"] == 0.0
+    with pytest.raises(runner.RunFileError, match=r"differing: run.prune_tol"):
+        runner.run_scenario(scenario.loads(text), tmp_path, resume=True, progress=False)
+    with pytest.raises(scenario.ScenarioError, match=r"run.prune_tol: got 2.0"):
+        scenario.loads(text, overrides=["run.prune_tol=2.0"])
+    with pytest.raises(wgfsim.errors.OptionError, match="prune_tol"):
+        wgfsim.velocity("mmd", np.zeros((2, 1)), np.ones((2, 1)), prune_tol=2.0)

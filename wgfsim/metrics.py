@@ -35,6 +35,7 @@ import numpy as np
 
 from . import primitives
 from .backend import array_namespace, to_numpy
+from .errors import OptionError
 from .primitives import dense
 
 # the flows (and with them the kernel compiler) load on a metric's first call, so that the
@@ -138,6 +139,7 @@ def mmd2(x, ref, *, bandwidth: float | tuple | None = None, backend: str = "auto
 
     ``MMD^2 = 1/N^2 sum_ik k(x_i,x_k) - 2/(NM) sum_ij k(x_i,y_j) + 1/M^2 sum_jl k(y_j,y_l)``
     with ``k(x,y) = exp(-|x-y|^2 / (2 sigma^2))`` (Gretton et al. 2012, eq. 5, biased form).
+    Computed by :func:`wgfsim.flows.mmd.mmd2` (three kernel-sum primitives per bandwidth).
 
     Parameters
     ----------
@@ -149,8 +151,6 @@ def mmd2(x, ref, *, bandwidth: float | tuple | None = None, backend: str = "auto
         Gretton et al.'s Figure 2.
     backend : str
         Backend of the primitives (``auto``, ``numpy``, ``numba``, ``cupy``).
-
-    Computed by :func:`wgfsim.flows.mmd.mmd2` (three kernel-sum primitives per bandwidth).
     """
     x, ref, finite = _pair(x, ref)
     if not finite:
@@ -163,7 +163,7 @@ def mmd2(x, ref, *, bandwidth: float | tuple | None = None, backend: str = "auto
     else:
         bandwidths = tuple(bandwidth) if isinstance(bandwidth, (list, tuple)) else (bandwidth,)
         if not bandwidths or not all(_positive(s) for s in bandwidths):
-            raise ValueError(f"bandwidth: expected a positive number, a tuple of them, or None, got {bandwidth!r}")
+            raise OptionError("mmd2", "bandwidth", bandwidth, "a positive number, a tuple of them, or None")
     from .flows import mmd as _mmd
 
     return float(_mmd.mmd2(x, ref, None, None, tuple(float(s) for s in bandwidths), "gaussian", backend))
@@ -226,7 +226,7 @@ def sinkhorn(
         return math.nan
     eps = sinkhorn_epsilon(ref) if epsilon is None else epsilon
     if not _positive(eps):
-        raise ValueError(f"epsilon: expected a positive number or None, got {epsilon!r}")
+        raise OptionError("sinkhorn", "epsilon", epsilon, "a positive number or None")
     from .flows import sinkhorn as _sinkhorn
 
     return float(
@@ -383,11 +383,11 @@ def options_of(names, settings: dict) -> dict:
 
 def _options_of(name: str, fn: Callable, opts) -> dict:
     if not isinstance(opts, dict):
-        raise ValueError(f"options[{name!r}]: expected a dict of keyword arguments, got {type(opts).__name__}")
+        raise OptionError("metrics", f"options[{name!r}]", opts, "a dict of keyword arguments")
     known = [p for p in inspect.signature(fn).parameters if p not in ("x", "ref", "backend")]
     unknown = [k for k in opts if k not in known]
     if unknown:
-        raise ValueError(f"options[{name!r}]: unknown options {unknown}; {name} takes {known}")
+        raise OptionError("metrics", f"options[{name!r}]", unknown, f"some of {known} ({name}'s options)")
     return opts
 
 
@@ -416,15 +416,15 @@ def compute(x, ref, names, *, centres=None, backend: str = "auto", options: dict
     names = [names] if isinstance(names, str) else list(names)
     unknown = [n for n in names if n not in METRICS and n != "mode_mass"]
     if unknown:
-        raise ValueError(f"names: unknown metrics {unknown}; expected some of {list(METRICS) + ['mode_mass']}")
+        raise OptionError("metrics", "names", unknown, f"some of {list(METRICS) + ['mode_mass']}")
     if "mode_mass" in names and centres is None:
         raise ValueError("centres: 'mode_mass' was asked for but no mode centres were given")
     options = {} if options is None else options
     if not isinstance(options, dict):
-        raise ValueError(f"options: expected a dict of per-metric dicts, got {type(options).__name__}")
+        raise OptionError("metrics", "options", options, "a dict of per-metric dicts")
     stray = [k for k in options if k not in METRICS]
     if stray:
-        raise ValueError(f"options: unknown metrics {stray}; expected some of {list(METRICS)}")
+        raise OptionError("metrics", "options", stray, f"per-metric options of some of {list(METRICS)}")
     out: dict = {}
     for name in names:
         if name == "mode_mass":

@@ -16,6 +16,10 @@ hundreds of points and for reading a live run between two of its records.
 (Dask-backed), for trajectories larger than memory: ``position`` is chunked
 one record of one run per chunk on disk, so ``chunks={"time": 1}`` reads one
 snapshot at a time.
+
+:func:`flow_params` gives each run's flow options back typed (the flow's
+``Params``).  The module is a little over 500 lines: the two readers share
+the decoding and locking helpers, which a split would have to export.
 """
 
 from __future__ import annotations

@@ -93,13 +93,13 @@ def pairs_estimate(sc: Scenario) -> dict[str, float]:
     Per step: the flow's velocity (its record's ``pairs``); per record: the
     metrics asked for against the reference sample (their records' ``pairs``).
     """
-    points, _ = _points(sc)
+    points, d = _points(sc)
     m_target, m_ref = sc.target.n, sc.metrics.reference_n
     step = record = 0.0
     for p in points:
         n = p.init.n
         flow = _flows.get(p.flow)
-        step = max(step, flow.pairs(n, m_target, _params(p)) if flow.pairs is not None else float(n * m_target))
+        step = max(step, flow.pairs(n, m_target, d, _params(p)) if flow.pairs is not None else float(n * m_target))
         per_record = sum(_metrics.RECORDS[name].pairs(n, m_ref, _metric_options(sc, name))
                          for name in sc.metrics.names if _metrics.RECORDS[name].pairs is not None)
         record = max(record, per_record)

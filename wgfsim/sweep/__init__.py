@@ -9,10 +9,12 @@ its own file ``OUT_DIR/<slug>_<hash>.h5`` and writes a manifest
 one reader, :mod:`wgfsim.io.reader`) combines the files into one ``xarray.Dataset``.
 
 File names.  ``<slug>`` spells the swept coordinates (``kl_kde_bandwidth-0.5_seed-1``)
-and ``<hash>`` is the first 12 hex digits of a SHA-1 of everything that
-determines the run: the point (flow, options, method, seed, target and init
-specs) and the scenario's ``[run]``, ``[metrics]`` and ``[generator]`` tables.
-Re-running a sweep skips every point whose final ``.h5`` exists, continues a
+and ``<hash>`` is the first 12 hex digits of the hash of the point's run
+identity (:func:`wgfsim.scenario.identity.run_identity`, the resolved
+description the runner also fingerprints for ``--resume``): the point's flow
+with its resolved options, method, seed, target and init, and the scenario's
+``[run]``, ``[metrics]`` and method tables.  A default written out or left
+implicit is the same point.  Re-running a sweep skips every point whose final ``.h5`` exists, continues a
 point whose ``.h5.partial`` a killed sweep left (the runner's checkpoints), and
 runs the rest.  Editing the scenario (more steps, another step size) changes
 the hashes, so stale files are never mistaken for finished points; they stay
