@@ -67,8 +67,8 @@ from .scenario import RunPoint, Scenario, ScenarioError, expand
 from .scenario.identity import identity_hash as _fingerprint_hash
 from .scenario.identity import run_identity
 
-__all__ = ["run_scenario", "run_points", "output_path", "fingerprint", "run_identity", "RunFileError", "LockHeld",
-           "clean_stale"]
+__all__ = ["run_scenario", "run_points", "output_path", "fingerprint", "run_identity", "final_scores", "RunFileError",
+           "LockHeld", "clean_stale"]
 
 
 @dataclass
@@ -499,7 +499,9 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
                 if err is not None:
                     failed[point.label] = err
                     print(f"wgfsim: run '{point.label}' stopped: {err}", file=sys.stderr)
-        final = store.finish({"failed_runs": json.dumps(failed)})
+        scored = _stored_metrics(sc, points) + tuple(_extra_variables(points))  # the metrics and e.g. the loss
+        scores = final_scores(partial, scored, sc.metrics.final_window)
+        final = store.finish({"failed_runs": json.dumps(failed), **scores})
     except BaseException:
         store.close()  # the .partial keeps every record; --resume continues from the checkpoints
         raise
@@ -513,6 +515,33 @@ def _report_unconverged(point: RunPoint, unconverged: list, n_records: int) -> N
     print(f"wgfsim: run '{point.label}': Sinkhorn did not reach its tol at {len(unconverged)} of about {n_records} "
           f"records (largest marginal error {err:.3g}, at step {step} after {it:.0f} iterations); the file records "
           "sinkhorn_error and sinkhorn_iterations per record: raise max_iter or use scaling", file=sys.stderr)
+
+
+def final_scores(file, names, window: int) -> dict:
+    """Each run's final score: mean and spread of each scalar metric over its last ``window`` records.
+
+    One record is one latent batch (generator) or one particle cloud, so its
+    value is partly luck; the mean over the last ``window`` records of a run
+    (its finite values, the final record included) and their sample standard
+    deviation (NaN from fewer than two) are the score to compare.  Returns
+    attributes ``final_window`` and per metric ``final_<name>_mean`` and
+    ``final_<name>_std`` (one number per run), read back from ``file``.
+    """
+    import h5py
+
+    out: dict = {"final_window": int(window)}
+    with h5py.File(file, "r", locking=False) as h:
+        for name in names:
+            if name not in h:
+                continue
+            values = np.asarray(h[name][...], dtype=np.float64)  # (run, time)
+            means, stds = [], []
+            for row in values:
+                last = row[np.isfinite(row)][-window:]
+                means.append(float(last.mean()) if last.size else math.nan)
+                stds.append(float(last.std(ddof=1)) if last.size > 1 else math.nan)
+            out[f"final_{name}_mean"], out[f"final_{name}_std"] = means, stds
+    return out
 
 
 def _run_coords(points: list[RunPoint]) -> dict:

@@ -19,6 +19,10 @@ Kinds (options and defaults: :func:`options`):
     the 2-D toys of FFJORD's ``lib/toy_data.py`` (Grathwohl et al. 2019), the
     benchmark sets of the drifting and flow-matching literature, at their
     published scale (support within about ``[-4, 4]^2``) times ``scale``.
+``swiss_roll``
+    the 2-D swiss roll of Deng et al.'s toy demo: ``t = pi/2 + 4 pi u``,
+    ``u ~ U(0, 1)``, the point ``(t cos t, t sin t) / (9 pi / 2)`` (inside
+    ``[-1, 1]^2``) plus Gaussian jitter (std 0.03), times ``scale``.
 ``from_file``
     rows of a 2-D array in an ``.npy`` or HDF5 file.
 
@@ -417,17 +421,20 @@ def _eight_gaussians(opts, given, base_dir) -> Target:
 @_register(
     "checkerboard",
     "FFJORD checkerboard: uniform on 8 of the 16 squares of side 2 tiling [-4, 4]^2",
-    {"scale": _SCALE},
+    {"scale": _SCALE, "noise": _Option(0.0, 0, "Gaussian jitter std before scaling (Deng et al.'s demo: 0.2 at scale 0.25, i.e. 0.05)")},
 )
 def _checkerboard(opts, given, base_dir) -> Target:
-    scale, _ = _toy_common("checkerboard", opts, has_noise=False)
+    scale, noise = _toy_common("checkerboard", opts)
     # the 8 occupied squares' centres; nearest-centre assignment is exact on the squares
     centres = scale * np.array([(-3, -3), (-3, 1), (1, -3), (1, 1), (-1, -1), (-1, 3), (3, -1), (3, 3)], dtype=float)
 
     def draw(n, rng):
         x1 = rng.random(n) * 4 - 2  # (n,)
         x2 = rng.random(n) - rng.integers(0, 2, n) * 2 + np.floor(x1) % 2
-        return scale * 2 * np.stack([x1, x2], axis=1)
+        pts = 2 * np.stack([x1, x2], axis=1)  # (n, 2)
+        if noise > 0:
+            pts = pts + noise * rng.standard_normal((n, 2))
+        return scale * pts
 
     return Target("checkerboard", 2, draw, centres=centres, mode_labels=tuple(f"square{i}" for i in range(8)))
 
@@ -471,6 +478,27 @@ def _rings(opts, given, base_dir) -> Target:
         return scale * pts
 
     return Target("rings", 2, draw)
+
+
+@_register(
+    "swiss_roll",
+    "Deng et al.'s demo swiss roll: (t cos t, t sin t) / (9 pi/2), t = pi/2 + 4 pi u, in [-1, 1]^2, jitter 0.03",
+    {"scale": _SCALE, "noise": _Option(0.03, 0, "Gaussian jitter std (the demo: 0.03)")},
+)
+def _swiss_roll(opts, given, base_dir) -> Target:
+    scale, noise = _toy_common("swiss_roll", opts)
+    # the demo divides by the batch's largest |coordinate|; its supremum over the curve is
+    # t sin t at the end t = 9 pi/2 (d/dt (t sin t) = 1 > 0 there), a constant here
+    norm = 4.5 * math.pi
+
+    def draw(n, rng):
+        t = 0.5 * math.pi + 4.0 * math.pi * rng.random(n)  # (n,)
+        pts = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / norm  # (n, 2)
+        if noise > 0:
+            pts = pts + noise * rng.standard_normal((n, 2))
+        return scale * pts
+
+    return Target("swiss_roll", 2, draw)
 
 
 _H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")

@@ -138,7 +138,7 @@ _TOP = ("name", "description", "target", "init", "flow", "run", "metrics", *_TAB
 _RUN = ("methods", "steps", "step_size", "record_every", "seeds", "backend", "dtype", "minibatch", "record_velocity",
         "prune_tol")
 _METRIC_OPTIONS = tuple(o for r in _metric_records.RECORDS.values() for o in r.options)
-_METRICS = ("names", "reference_n", *(o.key for o in _METRIC_OPTIONS))
+_METRICS = ("names", "reference_n", "final_window", *(o.key for o in _METRIC_OPTIONS))
 
 
 def _dist(chk: Checker, data: dict, section: str, base_dir: str, *, target: bool):
@@ -275,7 +275,8 @@ def _metrics(chk: Checker, data: dict, target_n: int) -> tuple[MetricsSpec, bool
             path = f"metrics.{o.key}"
             value = chk.integer(value, path, what=o.what) if o.kind == "integer" else chk.positive(value, path, what=o.what)
         options[o.key] = value
-    return MetricsSpec(names=names, reference_n=reference_n, **options), explicit
+    window = chk.integer(table.get("final_window", 5), "metrics.final_window", what="records averaged into the final score")
+    return MetricsSpec(names=names, reference_n=reference_n, final_window=window, **options), explicit
 
 
 def _tables(chk: Checker, data: dict, methods: tuple[str, ...], init_n: int) -> dict:
@@ -289,7 +290,7 @@ def _tables(chk: Checker, data: dict, methods: tuple[str, ...], init_n: int) -> 
                 chk.fail(rec.table, f'a [{rec.table}] table but run.methods has no "{rec.name}"',
                          f'run.methods to include "{rec.name}", or no [{rec.table}] table')
             continue
-        table = chk.table(data.get(rec.table, {}), rec.table, "width = 256, depth = 4")
+        table = chk.table(data.get(rec.table, {}), rec.table, "width = 256, depth = 3")
         chk.keys(table, rec.table, tuple(f.name for f in dataclasses.fields(rec.table_spec)))
         values: dict[str, Any] = {}
         for key, value in table.items():

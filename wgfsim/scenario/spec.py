@@ -126,7 +126,8 @@ REFERENCE_N_MAX = 10_000
 MetricsSpec = dataclasses.make_dataclass(
     "MetricsSpec",
     [("names", "tuple[str, ...]", dataclasses.field(default=METRICS)),
-     ("reference_n", "int", dataclasses.field(default=DEFAULT_N))]
+     ("reference_n", "int", dataclasses.field(default=DEFAULT_N)),
+     ("final_window", "int", dataclasses.field(default=5))]
     + [(o.key, "Any", dataclasses.field(default=o.default)) for r in _metrics.RECORDS.values() for o in r.options],
     frozen=True,
 )
@@ -137,8 +138,10 @@ MetricsSpec.__doc__ = """The ``[metrics]`` table.
 data point has mode centres; with a sweep over kinds some points may
 still lack them); ``reference_n`` defaults to the target's n, at most
 :data:`REFERENCE_N_MAX` (10,000: a pair metric then visits at most about
-``(N + 10^4)^2`` pairs a record, whatever the data file's size); the other
-fields are the options the metric records declare (:data:`wgfsim.metrics.RECORDS`).
+``(N + 10^4)^2`` pairs a record, whatever the data file's size);
+``final_window``: the last records whose mean and spread the file keeps as
+each run's final score (attributes ``final_<metric>_mean``/``_std``); the
+other fields are the options the metric records declare (:data:`wgfsim.metrics.RECORDS`).
 """
 
 

@@ -3,6 +3,10 @@
 Each step regresses ``G(z)`` onto ``G(z) + eta v(G(z))`` on fresh latents
 (Deng et al. 2026); records hold ``G`` on a fixed set of evaluation latents,
 so they are comparable from record to record; ``t = step * drift_step``.
+With ``fresh_target`` each step's target rows are drawn afresh from the
+target's distribution (``Target.sample``, on the run's stream ``[seed, 3]``
+with the latents); a ``from_file`` target has no distribution beyond its rows
+and keeps sampling them.
 
 The method is built from its own settings (:class:`GeneratorSettings`: the
 training configuration and ``eval_n``); the runner translates a scenario's
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 
 from ...errors import OptionError
 from . import train as gen_train
-from .mlp import MLPConfig
+from .mlp import MLPConfig, n_params
 from .._common import field, rng
 
 __all__ = ["GeneratorMethod", "GeneratorSettings", "GeneratorSpec", "check_option", "memory", "settings"]
@@ -38,9 +42,9 @@ GeneratorSpec.__module__ = __name__
 GeneratorSpec.__doc__ = """The ``[generator]`` table: the amortized one-step generator's settings.
 
 Its fields are those of :class:`wgfsim.methods.generator.mlp.MLPConfig` (``latent_dim``,
-``width``, ``depth``, ``activation``) and :class:`wgfsim.methods.generator.TrainConfig`
+``width``, ``depth``, ``activation``, ``architecture``, ``init``) and :class:`wgfsim.methods.generator.TrainConfig`
 (``learning_rate``, ``inner_steps``, ``batch_size``, ``drift_step``,
-``lr_schedule``, ``ema_decay``), with their defaults, derived from them so the
+``lr_schedule``, ``ema_decay``, ``fresh_target``), with their defaults, derived from them so the
 two never drift apart; plus ``eval_n`` (samples drawn for metrics, default the
 init's n).  The run supplies the data dimension, the minibatch and the
 schedule's length (``run.steps``).
@@ -75,10 +79,10 @@ def settings(run, spec, dim: int, init_n: int) -> GeneratorSettings:
         raise OptionError("generator", "[generator]", None, "a [generator] table for the method 'generator'")
     cfg = gen_train.TrainConfig(
         mlp=MLPConfig(out_dim=dim, latent_dim=spec.latent_dim, width=spec.width, depth=spec.depth,
-                      activation=spec.activation),
+                      activation=spec.activation, architecture=spec.architecture, init=spec.init),
         learning_rate=spec.learning_rate, inner_steps=spec.inner_steps, batch_size=spec.batch_size,
         drift_step=spec.drift_step, minibatch=run.minibatch, lr_schedule=spec.lr_schedule, total_steps=run.steps,
-        ema_decay=spec.ema_decay,
+        ema_decay=spec.ema_decay, fresh_target=spec.fresh_target,
     )
     return GeneratorSettings(train=cfg, eval_n=spec.eval_n or init_n)
 
@@ -89,7 +93,8 @@ def memory(spec, d: int) -> dict:
     if spec is None:
         return {}
     g = spec
-    weights = (g.latent_dim + 1) * g.width + (g.depth - 1) * (g.width + 1) * g.width + (g.width + 1) * d
+    weights = n_params(MLPConfig(out_dim=d, latent_dim=g.latent_dim, width=g.width, depth=g.depth,
+                                 architecture=g.architecture))
     out = {"generator": 4.0 * 8 * weights + 4.0 * 8 * g.batch_size * g.width}
     if g.eval_n:  # the samples drawn at each record: latents, activations of one layer, samples and their field
         out["generator evaluation samples"] = 8.0 * g.eval_n * (g.latent_dim + g.width + 4 * d)
@@ -104,6 +109,9 @@ class GeneratorMethod:
         self.cfg = settings.train
         self.target_host = target
         self.n_points = settings.eval_n
+        # fresh rows need a distribution: every kind but from_file (whose rows are all it knows)
+        fresh = self.cfg.fresh_target and point.target.kind != "from_file"
+        self.sampler = point.target.build().sample if fresh else None
         # a fixed evaluation latent set: records are comparable step to step
         self.z_eval = xp.asarray(rng(point.seed, 1).standard_normal((self.n_points, self.cfg.mlp.latent_dim)),
                                  dtype=dtype)
@@ -113,7 +121,7 @@ class GeneratorMethod:
 
     def init(self):
         return gen_train.init(self.cfg, self.target_host, self._field(), rng(self.point.seed, 3), xp=self.xp,
-                              dtype=self.dtype)
+                              dtype=self.dtype, sampler=self.sampler)
 
     def evaluate(self, state):
         return None  # the drift is evaluated inside each training step
@@ -133,7 +141,7 @@ class GeneratorMethod:
         return gen_train.checkpoint(state)
 
     def restore(self, snap):
-        return gen_train.restore(snap, self.cfg, self.target_host, self._field(), xp=self.xp)
+        return gen_train.restore(snap, self.cfg, self.target_host, self._field(), xp=self.xp, sampler=self.sampler)
 
     def t(self, step: int) -> float:
         return step * self.cfg.drift_step
