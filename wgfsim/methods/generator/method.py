@@ -88,13 +88,17 @@ def settings(run, spec, dim: int, init_n: int) -> GeneratorSettings:
 
 
 def memory(spec, d: int) -> dict:
-    """Bytes of the network with its Adam moments and EMA (4 copies of the weights) and one batch's activations."""
+    """Bytes of the network with its Adam moments and EMA (4 copies of the weights), one batch's activations,
+    and the ``eval_n`` samples of a record (their latents, one layer's activations, the samples, their field)."""
     if spec is None:
         return {}
     g = spec
     weights = n_params(MLPConfig(out_dim=d, latent_dim=g.latent_dim, width=g.width, depth=g.depth,
                                  architecture=g.architecture))
-    return {"generator": 4.0 * 8 * weights + 4.0 * 8 * g.batch_size * g.width}
+    out = {"generator": 4.0 * 8 * weights + 4.0 * 8 * g.batch_size * g.width}
+    if g.eval_n:  # the samples drawn at each record: latents, activations of one layer, samples and their field
+        out["generator evaluation samples"] = 8.0 * g.eval_n * (g.latent_dim + g.width + 4 * d)
+    return out
 
 
 class GeneratorMethod:

@@ -52,7 +52,7 @@ import numpy as np
 
 from ...backend import array_namespace, to_numpy
 from ...flows import Field
-from ...errors import OptionError
+from ...errors import OptionError, number
 from ...io.snapshot import dumps, loads, restore_field, rng_from, rng_state, save_field
 from .adam import AdamState, adam_init, adam_step
 from .mlp import MLPConfig, apply, backward, forward, init_params
@@ -76,14 +76,11 @@ LR_SCHEDULES = ("constant", "cosine")
 
 
 def _check_number(name, value, *, positive=True, integer=False, allow_zero=False):
+    """The one number rule (:func:`wgfsim.errors.number`) with the generator's wording."""
     kind = "integer" if integer else "number"
     qualifier = "non-negative " if allow_zero else "positive " if positive else ""
-    expected = f"a {qualifier}{kind}"
-    ok_type = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, ok_type) or not math.isfinite(value):
-        raise OptionError("generator", name, value, expected)
-    if positive and not (value > 0 or (allow_zero and value == 0)):
-        raise OptionError("generator", name, value, expected)
+    number("generator", name, value, integer=integer, minimum=0 if positive else None,
+           open_minimum=positive and not allow_zero, expected=f"a {qualifier}{kind}")
 
 
 @dataclass(frozen=True, kw_only=True)
