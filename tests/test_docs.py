@@ -228,6 +228,17 @@ def test_cited_repository_paths_and_anchors_exist():
     assert not bad, "\n".join(bad)
 
 
+def test_no_merge_conflict_markers():
+    """No committed file of the citing set holds a merge's conflict markers (a page that reads as two versions)."""
+    bad = []
+    for pattern in CITING:
+        for f in sorted(ROOT.glob(pattern)):
+            for i, line in enumerate(f.read_text().splitlines(), 1):
+                if re.match(r"^(<{7} |={7}$|>{7} )", line):
+                    bad.append(f"{f.relative_to(ROOT)}:{i}: {line}")
+    assert not bad, "\n".join(bad)
+
+
 # --------------------------------------------------------------------------- flow tables
 
 def _tables(text: str) -> list[list[list[str]]]:
