@@ -31,7 +31,8 @@ can no longer be computed from a later state fails that run only.
 
 Random streams of a point with seed ``s`` (``numpy.random.SeedSequence``):
 ``[s, 1]`` init sample, ``[s, 2]`` the flow's own draws, ``[s, 3]`` target
-minibatches and latents, ``[s, 4]`` energy estimates; the target sample uses
+minibatches and latents, ``[s, 4]`` energy estimates, ``[s, 5]`` and ``[s, 6]`` the generator's fit to
+``[init]`` and its quality sample; the target sample uses
 ``[target.seed, 0]`` and the reference sample ``[target.seed, 1]``.
 """
 
@@ -108,7 +109,9 @@ def _stored_metrics(sc: Scenario, points: list[RunPoint]) -> tuple[str, ...]:
     if not any(get_flow(p.flow).energy is not None for p in points):
         names.discard("energy")
     if any(p.method == "generator" for p in points):
-        names.add("loss")
+        names.update(("loss", "fit_residual"))
+        if sc.generator is not None and sc.generator.start == "init":
+            names.add("start_mmd2")
     return tuple(m for m in SCALAR_METRICS if m in names)
 
 

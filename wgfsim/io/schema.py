@@ -46,7 +46,8 @@ SCHEMA_ATTR = "wgfsim_schema"
 DIMS = ("run", "time", "particle", "dim", "sample", "ref", "mode")
 
 # scalar (run, time) metrics; only those a scenario asks for are stored
-SCALAR_METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2", "energy", "velocity_rms", "loss")
+SCALAR_METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2", "energy", "velocity_rms", "loss", "fit_residual",
+                  "start_mmd2")
 # coordinates every run has; swept hyper-parameters and data keys join them
 RUN_COORDS = ("flow", "method", "seed")
 # per-run JSON text written at creation
@@ -88,6 +89,12 @@ VARIABLES: dict[str, Variable] = {
     "velocity_rms": Variable(("run", "time"), "float64", "RMS of the velocity over the particles",
                              "data / time"),
     "loss": Variable(("run", "time"), "float64", "generator regression loss eta^2 mean |v|^2", "data^2"),
+    "fit_residual": Variable(("run", "time"), "float64",
+                             "generator fit residual of the step after this record: RMS|G_new(z) - G_old(z) - eta v| "
+                             "/ RMS|eta v| over the evaluation latents (0: step absorbed, 1: no move)", "1"),
+    "start_mmd2": Variable(("run", "time"), "float64",
+                           "generator start = 'init': MMD^2 of the fitted generator to a fresh [init] sample "
+                           "(first record only)", "1"),
     "step": Variable(("time",), "int64", "Euler (or generator training) step of each record", "1"),
     "t": Variable(("run", "time"), "float64",
                   "time: step * step_size (particles), step * drift_step (generator)", "time"),

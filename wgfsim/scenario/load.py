@@ -25,7 +25,7 @@ from ..methods.generator.mlp import MLPConfig
 from ..methods.generator.train import TrainConfig
 
 
-from .spec import DEFAULT_N, DTYPES, METHODS, METRICS, ScenarioError, DistSpec, FlowSpec, GeneratorSpec, MetricsSpec, RunSpec, Scenario, _MLP_FIELDS
+from .spec import DEFAULT_N, DTYPES, GENERATOR_STARTS, INIT_GENERATOR, METHODS, METRICS, ScenarioError, DistSpec, FlowSpec, GeneratorSpec, MetricsSpec, RunSpec, Scenario, _MLP_FIELDS
 
 # the scenario name is the run file's name: OUTPUT/NAME.h5 must stay inside OUTPUT
 NAME_MAX = 100
@@ -234,6 +234,15 @@ def _dist(chk: _Checker, data: dict, section: str, base_dir: str, *, target: boo
         chk.fail(section, "missing", f"{'an' if section == 'init' else 'a'} [{section}] table ({example})")
     table = chk.table(data[section], section, example)
     kinds = _targets.names()
+    if not target and table.get("kind") == INIT_GENERATOR:  # the untrained generator's measure: only n is its own
+        for key in table:
+            if key not in ("kind", "n"):
+                chk.fail(f"init.{key}", 'unknown option of kind "generator" (its settings are the [generator] table)',
+                         "one of kind, n")
+        n = chk.integer(table["n"], "init.n", what="the number of particles") if "n" in table else DEFAULT_N
+        return DistSpec(kind=INIT_GENERATOR, n=n, options={}, base_dir=base_dir), []
+    if not target:
+        kinds = kinds + [INIT_GENERATOR]
     raw_kind = chk.require(table, "kind", section, f"a distribution kind, one of {', '.join(kinds)}")
     if isinstance(raw_kind, list):  # a sweep over kinds
         kind_values = _axis_values(chk, f"{section}.kind", raw_kind)
@@ -274,7 +283,8 @@ def _data_axes(spec: DistSpec) -> list[tuple[str, list]]:
     kinds = spec.kind if isinstance(spec.kind, list) else [spec.kind]
     ranks: dict[str, int] = {}
     for k in kinds:
-        ranks.update(_targets.option_ranks(k))
+        if k != INIT_GENERATOR:  # no options of its own
+            ranks.update(_targets.option_ranks(k))
     axes = [("kind", list(kinds))] if isinstance(spec.kind, list) else []
     return axes + [(k, list(v)) for k, v in spec.options.items() if _depth(v) > ranks.get(k, 0)]
 
@@ -419,7 +429,10 @@ def _metrics(chk: _Checker, data: dict, target_n: int) -> tuple[MetricsSpec, boo
     return MetricsSpec(names=names, reference_n=reference_n, sinkhorn_epsilon=eps, w2_max_points=w2_max), explicit
 
 
-def _generator(chk: _Checker, data: dict, methods: tuple[str, ...], init_n: int) -> GeneratorSpec | None:
+def _generator(chk: _Checker, data: dict, methods: tuple[str, ...], init_n: int,
+               init_kind=None) -> GeneratorSpec | None:
+    if init_kind == INIT_GENERATOR and "generator" not in methods:  # the particles start at its untrained samples
+        methods = tuple(methods) + ("generator",)
     if "generator" not in methods:
         if "generator" in data:
             chk.fail(
@@ -437,6 +450,12 @@ def _generator(chk: _Checker, data: dict, methods: tuple[str, ...], init_n: int)
         if key == "eval_n":
             values[key] = chk.integer(value, path)
             continue
+        if key == "start":
+            values[key] = chk.choice(value, path, GENERATOR_STARTS, "start")
+            continue
+        if key == "start_steps":
+            values[key] = chk.integer(value, path, what="Adam steps of the fit to the [init] measure")
+            continue
         try:  # the generator's own configs judge their options
             if key in mlp_keys:
                 MLPConfig(out_dim=1, **{key: value})
@@ -447,6 +466,9 @@ def _generator(chk: _Checker, data: dict, methods: tuple[str, ...], init_n: int)
         default = getattr(GeneratorSpec(), key)
         values[key] = float(value) if isinstance(default, float) else value
     values.setdefault("eval_n", init_n)
+    if values.get("start") == "init" and init_kind == INIT_GENERATOR:
+        chk.fail("generator.start", '"init" fits the [init] measure, but init.kind is "generator" (the untrained '
+                 'generator itself)', 'start = "random" there, or an [init] distribution')
     return GeneratorSpec(**values)
 
 
@@ -479,6 +501,8 @@ def _check_data(chk: _Checker, target, target_axes, init, init_axes, metrics: Me
                 "a target with modes (gaussian, two_modes, mixture, eight_gaussians, checkerboard), or no mode_mass",
             )
     for point, _, index in _dist_points(init, init_axes):
+        if point.kind == INIT_GENERATOR:
+            continue  # drawn by the run from the untrained generator, in the target's dimension
         t = _build(chk, "init", point, index, {k for k, _ in init_axes})
         if t.max_n is not None and init.n > t.max_n:
             chk.fail(
@@ -559,7 +583,7 @@ def loads(text: str, *, source: str = "<string>", base_dir: str = ".", overrides
 
     run = _run(chk, data)
     metrics, explicit_metrics = _metrics(chk, data, target.n)
-    generator = _generator(chk, data, run.methods, init.n)
+    generator = _generator(chk, data, run.methods, init.n, init.kind)
 
     if not _check_data(chk, target, target_axes, init, init_axes, metrics, explicit_metrics) and not explicit_metrics:
         # the default "all metrics" leaves out mode_mass where no target has modes (moons, spiral, rings, files)

@@ -17,6 +17,12 @@ METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2", "mode_mass", "energy", "
 DTYPES = ("float64", "float32")
 ACTIVATIONS = tuple(_ACTIVATIONS)
 DEFAULT_N = 1024  # samples / particles when [target] or [init] gives no n
+# [init] kind = "generator": the particles start at samples of the untrained generator of the run's
+# seed and [generator] settings (wgfsim.methods.generator.start), so no wgfsim.targets kind builds it
+INIT_GENERATOR = "generator"
+# [generator] start: "random" (the seeded initialisation, t = 0 is the untrained network) or "init"
+# (the network fitted to the [init] measure before t = 0; wgfsim.methods.generator.start)
+GENERATOR_STARTS = ("random", "init")
 
 
 class ScenarioError(ValueError):
@@ -67,7 +73,14 @@ class DistSpec:
     base_dir: str = "."
 
     def build(self) -> _targets.Target:
-        """The :class:`wgfsim.targets.Target` (only for a spec without sweeps)."""
+        """The :class:`wgfsim.targets.Target` (only for a spec without sweeps).
+
+        ``[init] kind = "generator"`` has none: the particle method draws it
+        (:func:`wgfsim.methods.generator.start.untrained_sample`).
+        """
+        if self.kind == INIT_GENERATOR:
+            raise ValueError('init: kind "generator" is drawn by the run (the untrained generator of its seed), '
+                             "not by wgfsim.targets")
         return _targets.make(self.kind, base_dir=self.base_dir, **self.options)
 
 
@@ -123,7 +136,9 @@ _TRAIN_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if f.name not i
 GeneratorSpec = dataclasses.make_dataclass(
     "GeneratorSpec",
     [(f.name, f.type, dataclasses.field(default=f.default)) for f in _MLP_FIELDS + _TRAIN_FIELDS]
-    + [("eval_n", "int | None", dataclasses.field(default=None))],
+    + [("eval_n", "int | None", dataclasses.field(default=None)),
+       ("start", "str", dataclasses.field(default="random")),
+       ("start_steps", "int", dataclasses.field(default=2000))],
     frozen=True,
 )
 GeneratorSpec.__module__ = __name__
@@ -134,7 +149,10 @@ Its fields are those of :class:`wgfsim.methods.generator.mlp.MLPConfig` (``laten
 (``learning_rate``, ``inner_steps``, ``batch_size``, ``drift_step``,
 ``lr_schedule``, ``ema_decay``), with their defaults, derived from them so the
 two never drift apart; plus ``eval_n`` (samples drawn for metrics, default the
-init's n).  The run supplies the data dimension, the minibatch and the
+init's n), ``start`` (``"random"``: t = 0 is the seeded untrained network;
+``"init"``: the network is first fitted to the ``[init]`` measure,
+:mod:`wgfsim.methods.generator.start`) and ``start_steps`` (Adam steps of
+that fit).  The run supplies the data dimension, the minibatch and the
 schedule's length (``run.steps``).
 """
 

@@ -18,12 +18,18 @@ class ParticlesMethod:
     name = "particles"
 
     def __init__(self, sc, point, target, xp, dtype):
-        self.run, self.point, self.xp, self.dtype = sc.run, point, xp, dtype
+        self.sc, self.run, self.point, self.xp, self.dtype = sc, sc.run, point, xp, dtype
+        self.target_host = target
         self.target = xp.asarray(target, dtype=dtype)
         self.n_points = point.init.n
 
     def init(self):
-        x0 = self.point.init.build().sample(self.point.init.n, rng(self.point.seed, 1))
+        if self.point.init.kind == "generator":  # the untrained generator's samples (methods/generator/start.py)
+            from ..generator.start import untrained_sample
+
+            x0 = untrained_sample(self.sc, self.point, self.target_host, self.point.init.n, self.xp, self.dtype)
+        else:
+            x0 = self.point.init.build().sample(self.point.init.n, rng(self.point.seed, 1))
         return particles.init(self.xp.asarray(x0, dtype=self.dtype), field(self.point, self.run.backend),
                               rng(self.point.seed, 3))
 
