@@ -106,7 +106,7 @@ def flow_settings(name: str, sigma: float, *, horizon: float = 600.0, transport_
     else:
         lam = float(options.get("lambda_", 1.0))
         eta = _CRITIC_STEP[name] * lam ** 0.4 if name in _CRITIC_STEP else 1.0
-        eta = float(f"{eta:.3g}")
+        eta = float(f"{eta:.2g}")
         t_end = horizon
     steps = max(1, int(round(t_end / eta)))
     return FlowSetting(name, options, eta, steps, max(1, -(-steps // max_records)), law, length)
