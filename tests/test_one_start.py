@@ -186,3 +186,41 @@ def test_fit_residual_against_a_hand_computation():
     want = math.sqrt(((moved - disp) ** 2).sum(1).mean()) / math.sqrt((disp ** 2).sum(1).mean())
     got = fit_residual(sl.params, sl_new.params, cfg.mlp, 0.7, b, z_eval, "w2_exact", {})
     assert got == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.slow
+def test_a_sweep_starts_every_point_at_the_same_untrained_generator(tmp_path):
+    from wgfsim.io import open_sweep
+    from wgfsim.sweep import run_sweep
+
+    # kind = "generator" under a target sweep: the untrained generator does not see the target, so every
+    # separation's particles start at the same points
+    text = _TEXT.format(sep="[3.0, 4.0]", init='kind = "generator"', start="", n=64, steps=1, every=1)
+    text = text.replace('methods = ["particles", "generator"]', 'methods = ["particles"]')
+    run_sweep(loads(text), tmp_path / "gen", progress=False)
+    ds = open_sweep(tmp_path / "gen", layout="runs", variables=["position"])
+    x0 = ds["position"].isel(time=0).values  # (run, particle, dim)
+    assert x0.shape[0] == 2
+    np.testing.assert_array_equal(x0[1], x0[0])
+    # and they are the generator's own t = 0 samples: the same as a plain run of both methods
+    path = runner.run_scenario(_scenario(init='kind = "generator"', start="", n=64), tmp_path / "run", progress=False)
+    np.testing.assert_array_equal(_t0(path)[2], x0[0])
+
+
+@pytest.mark.slow
+def test_a_sweep_fits_each_points_init(tmp_path):
+    from wgfsim.io import open_sweep
+    from wgfsim.sweep import run_sweep
+
+    # start = "init" with the init's separation tied to the target's: each point fits its own init
+    init = _INIT.replace(f"separation = {SEP}", "separation = [3.0, 4.0]")
+    text = _TEXT.format(sep="[3.0, 4.0]", init=init, start='start = "init"\nstart_steps = 300', n=400, steps=1,
+                        every=1).replace('methods = ["particles", "generator"]', 'methods = ["generator"]')
+    run_sweep(loads(text), tmp_path / "init", progress=False)
+    ds = open_sweep(tmp_path / "init", layout="runs", variables=["position", "mode_mass"])
+    for r in range(2):
+        x = ds["position"].isel(run=r, time=0).values[:, 0]
+        sep = float(ds["target.separation"].values[r])
+        # the fitted left mode sits at -sep/2 (the init's, not the other point's)
+        assert abs(np.median(x[x < -sep / 4]) + sep / 2) < 0.2  # the other point's mode is 0.5 away
+        assert abs(float(ds["mode_mass"].isel(run=r, time=0).values[0]) - 0.2) < 0.05
