@@ -187,27 +187,32 @@ def _fmt(v) -> str:
 
 
 def figure_a(res):
+    """Two panels over the flows: half-times (log) and final mass of the left mode; hatched: the generator."""
     from matplotlib.figure import Figure
 
     rows = res["rows"]
     flows = list(dict.fromkeys(r["flow"] for r in rows))
     xs = sorted({r["x"] for r in rows})
-    fig = Figure(figsize=(7.5, 3.6), dpi=90, layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
+    fig = Figure(figsize=(9, 5.2), dpi=80, layout="constrained")
+    axes = fig.subplots(2, 1, sharex=True)
     w = 0.8 / max(1, 2 * len(xs))
-    for j, x in enumerate(xs):
-        for m, (method, hatch) in enumerate((("particles", ""), ("generator", "//"))):
-            vals = [np.mean([r["mass_final"] for r in rows if r["flow"] == f and r["x"] == x and r["method"] == method]
-                            or [np.nan]) for f in flows]
-            pos = np.arange(len(flows)) + (2 * j + m) * w - 0.4 + w / 2
-            ax.bar(pos, vals, width=w, color=f"C{j}", hatch=hatch, edgecolor="k", lw=0.3,
-                   label=f"x={x:g} {method}")
-    ax.axhline(0.5, color="0.3", ls="--", lw=1)
-    ax.axhline(0.2, color="0.6", ls=":", lw=1)
-    ax.set_xticks(np.arange(len(flows)), flows, rotation=35, ha="right", fontsize="small")
-    ax.set_ylabel("final mass of the left mode (target 0.5, start 0.2)")
-    ax.set_title(f"across the gap (sigma = {res['sigma']:g}): particles vs generator (hatched)", fontsize="medium")
-    ax.legend(fontsize="x-small", ncol=2)
+    for ax, key in zip(axes, ("half_time", "mass_final")):
+        for j, x in enumerate(xs):
+            for m, (method, hatch) in enumerate((("particles", ""), ("generator", "//"))):
+                vals = [np.mean([r[key] for r in rows if r["flow"] == f and r["x"] == x and r["method"] == method]
+                                or [np.nan]) for f in flows]
+                pos = np.arange(len(flows)) + (2 * j + m) * w - 0.4 + w / 2
+                ax.bar(pos, np.where(np.isfinite(vals), vals, np.nan), width=w, color=f"C{j}", hatch=hatch,
+                       edgecolor="k", lw=0.3, label=f"x = {x:g}, {method}")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("half-time (t)")
+    axes[0].legend(fontsize="x-small", ncol=2 * len(xs), loc="upper left")
+    axes[1].axhline(0.5, color="0.3", ls="--", lw=1)
+    axes[1].set_ylim(0.2, 0.52)
+    axes[1].set_ylabel("final mass, left mode\n(target 0.5, start 0.2)")
+    axes[1].set_xticks(np.arange(len(flows)), flows, rotation=30, ha="right", fontsize="small")
+    axes[0].set_title(f"across the gap (sigma = {res['sigma']:g}, x = separation^2/sigma^2): particles vs "
+                      "generator (hatched), one start", fontsize="medium")
     return fig
 
 
