@@ -11,7 +11,8 @@ and run on one clock (particles ``t = step * step_size``, generator
     two_modes 20/80 -> 50/50 over a grid of ``x = separation^2 / sigma^2``,
     every flow of the registry at one sigma (:mod:`._settings`), both methods
     from the init measure (the generator fitted to it): half-times and final
-    mode masses side by side.
+    mode masses side by side ("final": the mean over the last fifth of the
+    records, with the generator's jitter, their std, beside it).
 ``b`` where the fixed point lands
     an unequal target (20/80), both methods started from the untrained
     generator's measure; final error of the first mode's mass against sigma.
@@ -112,6 +113,18 @@ def _sweep(text: str, out, overrides, workers, progress, variables=("mode_mass",
     return open_sweep(out, layout="runs", variables=list(variables))
 
 
+def _tail_mass(ds, fraction: float = 0.2):
+    """Mean and std of the left mode's mass over the last ``fraction`` of each run's records: (run,), (run,).
+
+    The generator's mass jitters from record to record (fresh latents, a constant Adam rate), so one
+    record is a noisy snapshot of where it settles; the particles' tail is nearly constant.
+    """
+    m = ds["mode_mass"].values[:, :, 0]  # (run, time)
+    k = max(1, int(round(fraction * m.shape[1])))
+    tail = m[:, -k:]
+    return np.nanmean(tail, axis=1), np.nanstd(tail, axis=1)
+
+
 def _runs(ds):
     """Per run: a dict of its coordinates (flow, method, seed, swept keys) and its index."""
     idx = ds.indexes["run"]
@@ -150,12 +163,13 @@ def part_a(out_dir, *, x_values=(4.0, 8.0), sigma: float = 1.0, flows=None, hori
                              target_weights=(0.5, 0.5), init=init, generator=gen, n=n, eval_n=eval_n)
         ds = _sweep(text, pathlib.Path(out_dir) / _group_name(key), overrides, workers, progress)
         h = half_time(ds).values
-        final = ds["mode_mass"].isel(time=-1).values  # (run, mode)
+        final, jitter = _tail_mass(ds)
         first = ds["mode_mass"].isel(time=0).values
         for r, c in enumerate(_runs(ds)):
             rows.append({"flow": _flow_label(ds, r), "method": c["method"], "seed": c["seed"],
                          "x": round((c.get("target.separation", seps[0]) / sigma) ** 2, 6), "half_time": float(h[r]),
-                         "mass0": float(first[r, 0]), "mass_final": float(final[r, 0]),
+                         "mass0": float(first[r, 0]), "mass_final": float(final[r]),
+                         "mass_jitter": float(jitter[r]),
                          "t_end": float(ds["t"].values[r][np.isfinite(ds["t"].values[r])][-1]),
                          "step_size": key[0]})
     return {"rows": rows, "wall_s": time.perf_counter() - t0, "sigma": sigma}
@@ -174,7 +188,8 @@ def table_a(res) -> str:
                 v = [r[key] for r in rows if r["flow"] == flow and r["x"] == x and r["method"] == method]
                 return float(np.mean(v)) if v else math.nan
             cells_h.append(f"{_fmt(val('particles', 'half_time'))} / {_fmt(val('generator', 'half_time'))}")
-            cells_m.append(f"{val('particles', 'mass_final'):.3f} / {val('generator', 'mass_final'):.3f}")
+            cells_m.append(f"{val('particles', 'mass_final'):.3f} / {val('generator', 'mass_final'):.3f} "
+                           f"(+-{val('generator', 'mass_jitter'):.3f})")
             step = next(r["step_size"] for r in rows if r["flow"] == flow)
         out.append(f"| {flow} ({step:g}) | " + " | ".join(cells_h) + " | " + " | ".join(cells_m) + " |")
     return "\n".join(out)
@@ -237,11 +252,13 @@ def part_b(out_dir, *, sigmas=(0.5, 1.0, 2.0), separation: float = 4.0, flows=No
             text = scenario_text(name=name, settings=group, separation=separation, target_weights=(0.2, 0.8),
                                  init={"kind": "generator"}, generator=gen, n=n, eval_n=eval_n)
             ds = _sweep(text, pathlib.Path(out_dir) / name, overrides, workers, progress)
-            final = ds["mode_mass"].isel(time=-1).values
+            final, jitter = _tail_mass(ds)
             for r, c in enumerate(_runs(ds)):
                 rows.append({"flow": _flow_label(ds, r), "method": c["method"], "seed": c["seed"], "sigma": sigma,
                              "mass0_start": float(ds["mode_mass"].isel(time=0).values[r, 0]),
-                             "mass_final": float(final[r, 0]), "error": abs(float(final[r, 0]) - 0.2)})
+                             "mass_final": float(final[r]), "mass_jitter": float(jitter[r]),
+                             "error": abs(float(final[r]) - 0.2),
+                             "t": ds["t"].values[r].tolist(), "mass": ds["mode_mass"].values[r, :, 0].tolist()})
     return {"rows": rows, "wall_s": time.perf_counter() - t0, "separation": separation}
 
 
@@ -263,22 +280,33 @@ def table_b(res) -> str:
 
 
 def figure_b(res):
+    """Left: final error against sigma per flow (solid particles, dashed generator); right: the left mode's mass
+    over t at the smallest sigma."""
     from matplotlib.figure import Figure
 
     rows = res["rows"]
-    fig = Figure(figsize=(6.4, 3.8), dpi=90, layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
+    fig = Figure(figsize=(10, 3.9), dpi=80, layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    smallest = min(r["sigma"] for r in rows)
     for k, flow in enumerate(dict.fromkeys(r["flow"] for r in rows)):
         for method, ls, mk in (("particles", "-", "o"), ("generator", "--", "s")):
             pts = sorted((r["sigma"], r["error"]) for r in rows if r["flow"] == flow and r["method"] == method)
             if pts:
                 s, e = zip(*pts)
                 ax.plot(s, e, ls=ls, marker=mk, color=f"C{k}", label=f"{flow}" if method == "particles" else None)
+            for r in rows:
+                if r["flow"] == flow and r["method"] == method and r["sigma"] == smallest and "mass" in r:
+                    ax2.plot(r["t"], r["mass"], ls=ls, color=f"C{k}", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("sigma (separation %g)" % res["separation"])
     ax.set_ylabel("final |mass of left mode - 0.2|")
-    ax.set_title("where the fixed point lands (solid: particles, dashed: generator)", fontsize="medium")
+    ax.set_title("final error (solid: particles, dashed: generator)", fontsize="medium")
     ax.legend(fontsize="x-small", ncol=2)
+    ax2.axhline(0.2, color="0.3", ls=":", lw=1)
+    ax2.set_xscale("symlog", linthresh=1.0)
+    ax2.set_xlabel("t")
+    ax2.set_ylabel("mass of the left mode (target 0.2)")
+    ax2.set_title(f"trajectories at sigma = {smallest:g}", fontsize="medium")
     return fig
 
 
