@@ -304,6 +304,7 @@ def figure_b(res):
     ax.legend(fontsize="x-small", ncol=2)
     ax2.axhline(0.2, color="0.3", ls=":", lw=1)
     ax2.set_xscale("symlog", linthresh=1.0)
+    ax2.set_xlim(0, None)
     ax2.set_xlabel("t")
     ax2.set_ylabel("mass of the left mode (target 0.2)")
     ax2.set_title(f"trajectories at sigma = {smallest:g}", fontsize="medium")
