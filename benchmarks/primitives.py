@@ -194,7 +194,6 @@ def generated_code() -> bool:
 # ---------------------------------------------------------------- pruned Sinkhorn
 def sinkhorn(quick: bool) -> None:
     from wgfsim import flows, targets
-    from wgfsim.primitives import prune
 
     n, iters = (1500, 20) if quick else (5000, 100)
     rng = np.random.default_rng(0)
@@ -202,16 +201,14 @@ def sinkhorn(quick: bool) -> None:
     y = toy.draw(n, rng)
     starts = {"x ~ eight_gaussians": toy.draw(n, rng), "x ~ N(0, I)": rng.normal(size=(n, 2))}
     for tol in (1e-12, 0.0):  # load the compiled kernels (pruned and dense paths) before timing
-        prune.DEFAULT_TOL = tol
-        flows.velocity("sinkhorn", starts["x ~ N(0, I)"][:800], y[:800], epsilon=0.01, max_iter=2)
+        flows.velocity("sinkhorn", starts["x ~ N(0, I)"][:800], y[:800], epsilon=0.01, max_iter=2, prune_tol=tol)
     print(f"Sinkhorn velocity, N = M = {n}, {iters} iterations, y ~ eight_gaussians; {machine()}; {load_average()} at the start")
     print("| particles | eps | pruned (s) | every pair (s) | speed-up | max abs. velocity difference / max abs. velocity |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, x in starts.items():
         for eps in (0.01, 1.0):
             def run(tol):
-                prune.DEFAULT_TOL = tol
-                return flows.velocity("sinkhorn", x, y, epsilon=eps, max_iter=iters, tol=1e-30)
+                return flows.velocity("sinkhorn", x, y, epsilon=eps, max_iter=iters, tol=1e-30, prune_tol=tol)
 
             vs, best = {}, {}
             for tol, key in ((1e-12, "pruned"), (0.0, "dense")):  # kernels are loaded by the warm-up below
@@ -219,7 +216,6 @@ def sinkhorn(quick: bool) -> None:
                 vs[key] = run(tol)
                 best[key] = time.perf_counter() - t0
             vs["p"], vs["d"] = vs["pruned"], vs["dense"]
-            prune.DEFAULT_TOL = 1e-12
             diff = np.abs(vs["p"] - vs["d"]).max() / np.abs(vs["d"]).max()
             print(f"| {name} | {eps} | {best['pruned']:.2f} | {best['dense']:.2f} | {best['dense'] / best['pruned']:.2f}x | {diff:.1e} |")
     print(load_average(), "at the end")

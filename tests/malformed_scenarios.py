@@ -58,7 +58,7 @@ def _append(extra: str) -> str:
 
 
 FLOWS = ", ".join(wgfsim.flows.names())  # the registry, so a new flow changes no test
-RUN_KEYS = "methods, steps, step_size, record_every, seeds, backend, dtype, minibatch, record_velocity"
+RUN_KEYS = "methods, steps, step_size, record_every, seeds, backend, dtype, minibatch, record_velocity, prune_tol"
 
 CASES: list[tuple[str, str, str]] = [
     # -- TOML itself

@@ -29,6 +29,9 @@ def _main(argv) -> int:
         (["sweep", "{f}", "--workers", "0"], "--workers: expected a positive integer, got '0'"),
         (["sweep", "{f}", "--dask-local", "-1"], "--dask-local: expected a positive integer"),
         (["sweep", "{f}", "--scheduler", "tcp://127.0.0.1:1", "--dask-local", "2", "-o", "{o}"], "give one of them"),
+        # two executors asked for: local processes and a Dask cluster
+        (["sweep", "{f}", "--workers", "2", "--dask-local", "2", "-o", "{o}"], "--workers: asks for local worker processes"),
+        (["sweep", "{f}", "--workers", "1", "--scheduler", "tcp://127.0.0.1:1", "-o", "{o}"], "give one executor"),
         (["study", "no_such_study"], "unknown study 'no_such_study'"),
         (["info", "{o}/missing.h5"], "missing.h5"),
         (["run", "{f}", "--set", "run.steps=-3", "-o", "{o}"], "run.steps"),

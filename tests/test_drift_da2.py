@@ -17,6 +17,8 @@ Truths (no line of wgfsim computes them):
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -25,6 +27,7 @@ from scipy.special import logsumexp
 import wgfsim
 from wgfsim import flows
 from wgfsim.primitives import dense
+from wgfsim.errors import OptionError
 from wgfsim.scenario import expand, loads
 
 OFFICIAL_T = (0.02, 0.05, 0.2)
@@ -32,15 +35,16 @@ OFFICIAL_T = (0.02, 0.05, 0.2)
 
 # ---------------------------------------------------------------- the references (dense, float64)
 
-def official_drift(gen, pos, temperatures, w_gen=None, w_pos=None, floor=1e-3):
+def official_drift(gen, pos, temperatures, w_gen=None, w_pos=None, floor=1e-3, distance_floor=1e-4):
     """The official field, step by step: targets are [gen | pos] (no extra negatives), weights default 1.
 
-    Returns ``goal - gen`` in data units (the velocity of one drift step).
+    The official ``cdist`` is ``sqrt(max(|x - y|^2, 1e-8))`` on every pair, self pairs included (so the
+    mean distance counts them at 1e-4).  Returns ``goal - gen`` in data units (the velocity of one drift step).
     """
     n, d = gen.shape
     targets = np.concatenate([gen, pos])  # (N + M, d)
     w = np.concatenate([np.ones(n) if w_gen is None else w_gen, np.ones(len(pos)) if w_pos is None else w_pos])
-    dist = cdist(gen, targets)  # (N, N + M)
+    dist = np.sqrt(np.maximum(cdist(gen, targets, "sqeuclidean"), distance_floor**2))  # (N, N + M)
     scale = (dist * w[None, :]).mean() / w.mean()
     scale_inputs = scale / np.sqrt(d)
     gen_s, targets_s = gen / scale_inputs, targets / scale_inputs
@@ -109,11 +113,30 @@ def test_official_preset_is_the_official_field(rng, d, temperatures, weighted):
     assert_close(got, ref, 1e-10)
 
 
+@pytest.mark.truth("drift_da2")
+def test_official_distance_floor_on_close_pairs_in_1d(rng):
+    # 1-D data with pairs closer than 1e-4 (the official cdist floors them, self pairs included): the preset
+    # follows the transcription with the floor, and the exact-distance field is measurably another one
+    x = np.sort(rng.normal(size=(150, 1)), axis=0)
+    y = rng.normal(size=(110, 1)) * 0.8 + 0.3
+    y[:40] = x[::3][:40] + rng.uniform(-5e-5, 5e-5, size=(40, 1))  # target points within 1e-4 of particles
+    x[1::7] = x[::7][: len(x[1::7])] + 3e-5  # close particle pairs
+    ref = official_drift(x, y, OFFICIAL_T)
+    got = wgfsim.velocity("drift_da2", x, y, temperatures=OFFICIAL_T, preset="official")
+    assert_close(got, ref, 1e-10)
+    exact = official_drift(x, y, OFFICIAL_T, distance_floor=0.0)
+    assert np.abs(exact - ref).max() > 1e-6 * np.abs(ref).max()
+    # the mean distance counts the N self pairs at 1e-4: its own closed form against the floored cdist
+    cols = np.concatenate([x, y])
+    floored = np.sqrt(np.maximum(cdist(x, cols, "sqeuclidean"), 1e-8)).mean()
+    assert flows.drift_da2.mean_distance(x, y, distance_floor=1e-4) == pytest.approx(floored, rel=1e-13)
+
+
 def test_official_floor_changes_the_field_at_order_one(rng):
     # the floor is not a rounding detail: without it the direction is different in low dimension
     x, y = points(rng, 60, 80, 2)
     with_floor = official_drift(x, y, (0.02,))
-    without = official_drift(x, y, (0.02,), floor=0.0)
+    without = official_drift(x, y, (0.02,), floor=0.0, distance_floor=0.0)
     cos = np.sum(with_floor * without) / np.sqrt(np.sum(with_floor**2) * np.sum(without**2))
     assert cos < 0.9
     got = wgfsim.velocity("drift_da2", x, y, temperatures=0.02, normalize_distances=True, normalize_drift=True)
@@ -213,15 +236,21 @@ def test_dense_mean_distance_is_exact(rng):
 
 # ---------------------------------------------------------------- the preset and its keys
 
-def test_preset_official_is_the_three_options():
+def test_preset_official_is_the_four_options():
     p = flows.make_params("drift_da2", preset="official")
-    assert (p.normalize_distances, p.normalize_drift, p.affinity_floor) == (True, True, 1e-3)
+    assert (p.normalize_distances, p.normalize_drift, p.affinity_floor, p.distance_floor) == (True, True, 1e-3, 1e-4)
     assert flows.make_params("drift_da2") == flows.make_params("drift_da2", preset="none")
-    assert flows.make_params("drift_da2").affinity_floor == 0.0  # the default is the paper's algorithm
-    # the preset's own values may be repeated (a stored run reloads), a third value is refused
+    paper = flows.make_params("drift_da2")  # the default is the paper's algorithm
+    assert (paper.normalize_distances, paper.normalize_drift, paper.affinity_floor, paper.distance_floor) == (False, False, 0.0, 0.0)
+    # the preset's own values may be repeated (a stored run reloads its full options)
     assert flows.make_params("drift_da2", preset="official", normalize_drift=True, affinity_floor=1e-3) == p
-    with pytest.raises(ValueError, match=r"drift_da2: option 'affinity_floor' = 0.01 contradicts preset = 'official'"):
-        flows.make_params("drift_da2", preset="official", affinity_floor=1e-2)
+    stored = dataclasses.asdict(p)
+    assert flows.make_params("drift_da2", **stored) == p
+    # any other value is refused, the paper's default included (it used to be overridden silently)
+    for option, value in (("affinity_floor", 1e-2), ("affinity_floor", 0.0), ("normalize_drift", False),
+                          ("distance_floor", 0.0)):
+        with pytest.raises(OptionError, match=rf"drift_da2: option '{option}' expected .* or no value: preset = 'official' sets it"):
+            flows.make_params("drift_da2", preset="official", **{option: value})
     with pytest.raises(ValueError, match=r"drift_da2: option 'preset' expected one of \('none', 'official'\)"):
         flows.make_params("drift_da2", preset="paper")
     with pytest.raises(ValueError, match=r"drift_da2: option 'affinity_floor' expected a non-negative number"):

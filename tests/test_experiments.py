@@ -88,6 +88,14 @@ def test_rows_and_summary_match_the_point_files(sweep_dir):
     assert best[("moons", "mmd")] == (min(mmd_means, key=mmd_means.get), min(mmd_means.values()))
 
 
-def test_figure_is_a_png(sweep_dir, tmp_path):
-    path = experiments.figure(experiments.collect(sweep_dir), tmp_path / "fig.png")
+def test_figure_is_the_one_figure_2_implementation(sweep_dir, tmp_path):
+    # the study draws with plots.final_metric_figure: the same PNG as the plot command's figure of the sweep
+    import matplotlib.image
+
+    path = experiments.figure(sweep_dir, tmp_path / "fig.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from wgfsim import cli
+
+    assert cli.main(["plot", str(sweep_dir), "-o", str(tmp_path / "figs")]) == 0
+    (final,) = [p for p in (tmp_path / "figs").iterdir() if "_final_mmd2" in p.name]
+    assert (matplotlib.image.imread(path) == matplotlib.image.imread(final)).all()

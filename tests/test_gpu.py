@@ -376,30 +376,8 @@ def test_kernels_are_compiled_once(rng):
 
 
 # ---------------------------------------------------------------- every flow, end to end on CuPy
-FLOW_CASES = [
-    ("kl_kde", dict(bandwidth=[0.5, 1.0])),
-    ("kl_kde", dict(kernel="laplace", exclude_self=True)),
-    ("kl_kde", dict(bandwidth="median")),
-    ("kl_kde_wgf", dict(bandwidth=0.7, n_mc=4)),
-    ("kl_kde_wgf", dict(bandwidth=0.7, quadrature="gauss_hermite", n_nodes=3)),
-    ("mmd", dict(bandwidth=[0.5, 1.0])),
-    ("mmd", dict(kernel="laplace")),
-    ("sinkhorn", dict(epsilon=0.1, max_iter=30, tol=1e-30)),
-    ("sinkhorn", dict(epsilon=0.1, cost="euclidean", max_iter=30, tol=1e-30)),
-    ("sinkhorn", dict(epsilon=0.05, scaling=0.5, max_iter=20, tol=1e-30)),
-    ("sinkhorn_proxy", dict(epsilon=[0.1, 0.5])),
-    ("sinkhorn_proxy", dict(cost="euclidean", exclude_self=True)),
-    ("drift_da2", dict()),
-    ("drift_da2", dict(cost="sqeuclidean", normalize_distances=True, normalize_drift=True)),
-    ("sliced", dict(n_projections=16)),
-    ("w2_exact", dict()),
-]
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not _GPU_OK, reason=_GPU_WHY)
-def test_every_registered_flow_is_covered():
-    assert set(flows.names()) <= {name for name, _ in FLOW_CASES}
+# every flow's own example inputs (its record's ``examples``), so a new flow is covered without a line here
+FLOW_CASES = [(name, dict(example)) for name in flows.names() for example in flows.get(name).examples] if _GPU_OK else []
 
 
 def _points(rng, n=160, m=190, d=2):
@@ -429,21 +407,7 @@ def test_flow_on_cupy_float32_is_close_to_float64(rng, name, params):
     assert_close_gpu(got, ref, 2e-3)
 
 
-ENERGY_CASES = [
-    ("kl_kde_wgf", dict(bandwidth=0.7, n_mc=4)),
-    ("kl_kde_wgf", dict(bandwidth=0.7, quadrature="gauss_hermite", n_nodes=3)),
-    ("mmd", dict(bandwidth=[0.5, 1.0])),
-    ("mmd", dict(kernel="laplace")),
-    ("sinkhorn", dict(epsilon=0.1)),  # solved to tol 1e-9 by energy(), whatever the velocity's tol
-    ("sliced", dict(n_projections=16)),
-    ("w2_exact", dict()),
-]
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not _GPU_OK, reason=_GPU_WHY)
-def test_every_gradient_flow_energy_is_covered():
-    assert {n for n in flows.names() if flows.get(n).energy is not None} <= {name for name, _ in ENERGY_CASES}
+ENERGY_CASES = [(name, params) for name, params in FLOW_CASES if flows.get(name).energy is not None]
 
 
 @pytest.mark.gpu

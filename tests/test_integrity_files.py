@@ -547,7 +547,7 @@ def test_sizes_beyond_memory_are_refused_at_validation(tmp_path, capsys, monkeyp
 
 
 def test_memory_estimate_is_at_least_the_arrays_it_names():
-    from wgfsim.scenario.load import memory_estimate
+    from wgfsim.scenario.resources import memory_estimate
 
     sc = wgfsim.scenario.loads(TINY, source="tiny.toml", overrides=["init.n=1000000", "metrics.reference_n=2000000"])
     need, parts = memory_estimate(sc)
@@ -555,6 +555,19 @@ def test_memory_estimate_is_at_least_the_arrays_it_names():
     assert parts["particles"] >= 1_000_000 * 2 * 8
     assert parts["reference sample"] >= 2_000_000 * 2 * 8
     assert need >= sum(parts.values()) - 1
+
+
+def test_pairs_estimate_counts_the_flows_and_metrics_pairs_by_hand():
+    from wgfsim.scenario.resources import pairs_estimate
+
+    sc = wgfsim.scenario.loads(TINY, source="tiny.toml", overrides=["init.n=300", "target.n=200",
+                                                                     "metrics.reference_n=100",
+                                                                     'metrics.names=["mmd2", "w2"]'])
+    got = pairs_estimate(sc)
+    # by hand: mmd and kl_kde, one bandwidth each: one pull (N M) and one push (N^2) per step
+    assert got["per step"] == 300 * 200 + 300 * 300
+    # per record: mmd2 sums over the pooled (N + R)^2 pairs, the exact W2 over its N x R plan
+    assert got["per record"] == (300 + 100) ** 2 + 300 * 100
 
 
 # ---------------------------------------------------------------- weak points

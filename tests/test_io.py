@@ -172,3 +172,43 @@ def test_a_sweep_over_targets_with_different_modes(tmp_path):
     with h5py.File(out / planned[gauss].file, "r") as h:
         np.testing.assert_array_equal(ds["mode_mass"].values[gauss][:, :1], h["mode_mass"][0])
     assert np.isnan(ds["mode_mass"].values[gauss][:, 1]).all()
+
+
+def test_flow_params_are_typed_from_the_file(tmp_path):
+    # the stored JSON (read with h5py) rebuilt by the flow's own Params: the typed options the run used
+    out, planned = _sweep(tmp_path, bandwidth=(0.5, 1.0), methods=("particles",))
+    from wgfsim.io import flow_params
+
+    for pp in planned:
+        path = out / pp.file
+        typed = flow_params(open_run(path))
+        with h5py.File(path, "r") as h:
+            stored = json.loads(h["flow_params"][0])
+        ((name, params),) = typed
+        assert name == stored.pop("flow") == "kl_kde"
+        assert isinstance(params, wgfsim.flows.get("kl_kde").Params)
+        assert params.bandwidth == tuple(stored["bandwidth"]) and params.kernel == stored["kernel"]
+        assert params == pp.point.flow_params  # what expansion resolved, read back
+    ds = open_sweep(out)
+    assert [p.bandwidth for _, p in flow_params(ds)] == [(0.5,), (1.0,)]
+
+
+def test_a_checkpoint_holds_the_carried_state_as_plain_data(tmp_path):
+    # Sinkhorn's warm start under string keys: the saved description is plain JSON (no repr to re-parse)
+    from wgfsim.io import snapshot
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 2)), rng.normal(size=(25, 2))
+    field = wgfsim.Field("sinkhorn", epsilon=0.5, max_iter=5)
+    field(x, y)
+    ck: dict = {}
+    snapshot.save_field(field, ck)
+    entries = json.loads(ck["field_state"])
+    assert {key for key, _ in entries} == {"sinkhorn/0.5", "sinkhorn_iterations", "sinkhorn_error"}
+    np.save(tmp_path / "x0.npy", ck["field/0/0"])
+    again = wgfsim.Field("sinkhorn", epsilon=0.5, max_iter=5)
+    snapshot.restore_field(again, {k: np.load(tmp_path / "x0.npy") if k == "field/0/0" else v for k, v in ck.items()}, np)
+    np.testing.assert_array_equal(again.state["sinkhorn/0.5"][0], x)
+    np.testing.assert_array_equal(again(x, y), field(x, y))  # the same warm start, the same field
+    with pytest.raises(TypeError, match="keys are strings"):
+        field.state[("sinkhorn", 0.5)] = None

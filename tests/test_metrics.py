@@ -208,14 +208,14 @@ def test_compute_gives_nan_for_a_diverged_cloud(rng):
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda x, y: metrics.compute(x, y, ["mmd"]), "names: unknown metrics \\['mmd'\\]"),
+        (lambda x, y: metrics.compute(x, y, ["mmd"]), "metrics: option 'names' expected some of .*, got \\['mmd'\\]"),
         (lambda x, y: metrics.compute(x, y, ["mode_mass"]), "centres"),
-        (lambda x, y: metrics.compute(x, y, ["sinkhorn"], options={"sinkhorn": {"eps": 1.0}}), "options\\['sinkhorn'\\].*'eps'"),
-        (lambda x, y: metrics.compute(x, y, ["w2"], options={"w3": {}}), "options: unknown metrics"),
+        (lambda x, y: metrics.compute(x, y, ["sinkhorn"], options={"sinkhorn": {"eps": 1.0}}), "option \"options\\['sinkhorn'\\]\" expected some of \\['epsilon', 'tol', 'max_iter'\\].*got \\['eps'\\]"),
+        (lambda x, y: metrics.compute(x, y, ["w2"], options={"w3": {}}), "metrics: option 'options' expected per-metric options of some of"),
         (lambda x, y: metrics.mmd2(x[:, 0], y), "x: expected a 2-D array"),
         (lambda x, y: metrics.energy_distance(x, y[:, :1]), "dimensions differ"),
-        (lambda x, y: metrics.mmd2(x, y, bandwidth=-1.0), "bandwidth: expected a positive"),
-        (lambda x, y: metrics.sinkhorn(x, y, epsilon=0.0), "epsilon: expected a positive"),
+        (lambda x, y: metrics.mmd2(x, y, bandwidth=-1.0), "mmd2: option 'bandwidth' expected a positive"),
+        (lambda x, y: metrics.sinkhorn(x, y, epsilon=0.0), "sinkhorn: option 'epsilon' expected a positive"),
         (lambda x, y: metrics.mmd2(x, np.full_like(y, np.nan)), "ref: contains NaN"),
         (lambda x, y: metrics.mode_mass(x, np.zeros((2, 3))), "centres"),
     ],
@@ -246,3 +246,15 @@ def test_compute_on_cupy_matches_numpy(rng):
     for name in names:
         assert dev[name] == pytest.approx(host[name], rel=1e-6)
     np.testing.assert_array_equal(dev["mode_mass"], host["mode_mass"])
+
+
+def test_option_mistakes_are_option_errors_with_their_parts(rng):
+    from wgfsim.errors import OptionError
+
+    x, y = rng.normal(size=(8, 2)), rng.normal(size=(9, 2))
+    with pytest.raises(OptionError) as err:
+        metrics.sinkhorn(x, y, epsilon=-2.0)
+    assert (err.value.owner, err.value.key, err.value.value) == ("sinkhorn", "epsilon", -2.0)
+    with pytest.raises(OptionError) as err:
+        metrics.compute(x, y, ["mmd2", "nope"])
+    assert (err.value.owner, err.value.key, err.value.value) == ("metrics", "names", ["nope"])

@@ -16,6 +16,8 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.quiver import Quiver
 
+import wgfsim
+from wgfsim.methods import record as method_record
 from wgfsim import plots
 from wgfsim.io import RunStore, open_run
 
@@ -61,7 +63,7 @@ def stored(tmp_path_factory):
         run_coords={"flow": ["mmd", "mmd"], "method": ["particles", "generator"], "seed": [0, 0], "bandwidth": [0.5, 0.5]},
         n_particles=N, dim=2, mode_names=["left", "right"], target=two_mode_points(rng, N_LEFT, 64),
         reference=two_mode_points(rng, 32, 64), attrs={"scenario": GARBLED, "scenario_name": "plot_test"},
-        record_velocity=True, metrics=METRICS + ("loss",), mode_centres=[[-2.0, 0.0], [2.0, 0.0]],
+        record_velocity=True, metrics=METRICS, extra_variables=method_record("generator").variables, mode_centres=[[-2.0, 0.0], [2.0, 0.0]],
     )
     for i, step in enumerate(STEPS):
         for run in (0, 1):
@@ -259,7 +261,7 @@ def sweep_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sweep_ds(sweep_dir):
-    return plots.sweeps.open_sweep(sweep_dir[0])
+    return wgfsim.open_sweep(sweep_dir[0], layout="points", variables=list(plots.sweeps.SWEEP_VARIABLES))
 
 
 def _point_files(sweep_dir):
@@ -340,7 +342,7 @@ def test_sweep_with_a_missing_point_still_plots(sweep_dir, tmp_path, capsys):
     names = ["grid_test_samples_moons.png", "grid_test_samples_checkerboard.png", "grid_test_final_mmd2.png"]
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(names)
     assert all((tmp_path / "figs" / n).read_bytes()[:8] == PNG for n in names)
-    ds = plots.sweeps.open_sweep(copy)
+    ds = wgfsim.open_sweep(copy, layout="points", variables=list(plots.sweeps.SWEEP_VARIABLES))
     fig = dict(plots.sample_grid(ds))["checkerboard"]
     (panel,) = [ax for ax in fig.axes if ax.get_title() == "n_projections=64"]
     assert [t.get_text() for t in panel.texts] == ["missing\n(no file)"] and not panel.images

@@ -59,3 +59,27 @@ def test_generator_only_runs_need_no_euler_step(tmp_path):
     np.testing.assert_allclose(ds.t.values, [[0, 2, 4, 6]])  # step * drift_step = step * 0.5
     with pytest.raises(scenario.ScenarioError, match="run.step_size: missing"):
         scenario.loads(text.replace('methods = ["generator"]', 'methods = ["particles", "generator"]'))
+
+
+def test_prune_tolerance_is_a_run_option_stored_with_the_settings(tmp_path):
+    # run.prune_tol is stored with the run's settings (h5py reads it back) and is part of the file's identity
+    import json
+
+    import h5py
+
+    import wgfsim
+
+    text = SCENARIO.replace('methods = ["particles", "generator"]', 'methods = ["particles"]').replace(
+        'name = "mmd"\nbandwidth = 1.0', 'name = "sinkhorn"\nepsilon = 0.05\nmax_iter = 20').split("[generator]")[0]
+    exact = scenario.loads(text, overrides=["run.prune_tol=0.0"])
+    assert exact.run.prune_tol == 0.0 and scenario.loads(text).run.prune_tol == 1e-12
+    path = runner.run_scenario(exact, tmp_path, progress=False)
+    with h5py.File(path, "r") as h:
+        assert np.asarray(h.attrs["prune_tol"]).ravel().tolist() == [0.0]
+        assert json.loads(h.attrs["resolved_scenario"])["run"]["prune_tol"] == 0.0
+    with pytest.raises(runner.RunFileError, match=r"differing: run.prune_tol"):
+        runner.run_scenario(scenario.loads(text), tmp_path, resume=True, progress=False)
+    with pytest.raises(scenario.ScenarioError, match=r"run.prune_tol: got 2.0"):
+        scenario.loads(text, overrides=["run.prune_tol=2.0"])
+    with pytest.raises(wgfsim.errors.OptionError, match="prune_tol"):
+        wgfsim.velocity("mmd", np.zeros((2, 1)), np.ones((2, 1)), prune_tol=2.0)

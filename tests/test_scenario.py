@@ -293,7 +293,7 @@ def test_override_can_turn_a_sweep_into_one_run():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("run.stepz=3", "run.stepz: unknown key; expected one of methods, steps, step_size, record_every, seeds, backend, dtype, minibatch, record_velocity; did you mean 'steps'? (set by override 'run.stepz=3')"),
+        ("run.stepz=3", "run.stepz: unknown key; expected one of methods, steps, step_size, record_every, seeds, backend, dtype, minibatch, record_velocity, prune_tol; did you mean 'steps'? (set by override 'run.stepz=3')"),
         ("flow.0.bandwith=0.5", "flow[0].bandwith: unknown option of flow 'kl_kde'; expected one of bandwidth, kernel, exclude_self; did you mean 'bandwidth'? (set by override 'flow.0.bandwith=0.5')"),
         ("flow.1.bandwidth=0.5", "flow[1].bandwidth: unknown option of flow 'sinkhorn'"),
         ("flow.2.bandwidth=0.5", "flow: override 'flow.2.bandwidth=0.5': index 2 but the file has 2 [[flow]] tables; expected an index in 0..1"),
@@ -378,12 +378,28 @@ def test_toys():
     assert sc.data_sweeps == ("target.kind",)
     assert sc.target.kind == ["moons", "eight_gaussians", "checkerboard", "spiral", "rings"]
     points = expand(sc, allow_data_sweeps=True)
-    assert {p.flow for p in points} == set(flows.names())
-    assert len(points) == 5 * len(flows.names()) * len(sc.run.seeds)
+    assert {p.flow for p in points} <= set(flows.names())
+    assert len(points) == 5 * len(sc.flows) * len(sc.run.seeds)
     with pytest.raises(ScenarioError, match="target.kind: a list sweeps the data"):
         expand(sc)
     one = load(SCENARIOS / "toys.toml", overrides=["target.kind=moons"])
-    assert len(expand(one)) == len(flows.names()) * len(sc.run.seeds)
+    assert len(expand(one)) == len(sc.flows) * len(sc.run.seeds)
+
+
+@pytest.mark.parametrize("name", flows.names())
+def test_every_registered_flow_runs_on_the_toys(name):
+    # the check iterates the registry: the toys' data and run settings with each flow's own example options
+    # (a new flow needs no line in scenarios/toys.toml)
+    import json
+
+    text = (SCENARIOS / "toys.toml").read_text(encoding="utf-8")
+    head, run = text[: text.index("[[flow]]")], text[text.index("[run]"):]
+    options = "".join(f"{k} = {json.dumps([v] if isinstance(v, (list, tuple)) else v)}\n"  # [[...]]: one list value
+                      for k, v in flows.get(name).examples[0].items())
+    sc = loads(f'{head}[[flow]]\nname = "{name}"\n{options}\n{run}', source="toys.toml")
+    points = expand(sc, allow_data_sweeps=True)
+    assert len(points) == 5 * len(sc.run.seeds) and {p.flow for p in points} == {name}
+    assert all(p.flow_params == flows.make_params(name, **flows.get(name).examples[0]) for p in points)
 
 
 def test_every_shipped_scenario_validates():
@@ -393,3 +409,22 @@ def test_every_shipped_scenario_validates():
         sc = load(f)
         assert sc.name == f.stem
         assert expand(sc, allow_data_sweeps=True)
+
+
+def test_a_backend_registered_after_import_is_a_valid_choice():
+    # backends are resolved when a scenario is validated, not frozen when wgfsim is imported
+    from wgfsim import backend as backends
+    from wgfsim.scenario.resources import check_environment
+
+    text = VALID.replace('backend = "auto"', 'backend = "later"')
+    with pytest.raises(ScenarioError, match='run.backend: unknown backend "later"'):
+        loads(text)
+    backends.register(backends.Backend("later", module="numpy", kernels="wgfsim.primitives.dense"))
+    try:
+        assert "later" in backends.BACKENDS
+        sc = loads(text)
+        assert sc.run.backend == "later"
+        check_environment(sc)  # available here: nothing refused
+    finally:
+        backends._REGISTRY.pop("later")
+    assert "later" not in backends.BACKENDS

@@ -134,7 +134,7 @@ def test_schema_as_seen_by_xarray(tmp_path):
             assert ds.mmd2[0, i] == 100.0 * 0 + i and ds.w2[0, i] == i + 0.2
             np.testing.assert_array_equal(ds.mode_mass[0, i].values, record(0, i)["mode_mass"])
         # unwritten entries read as NaN: metrics nobody passed, runs and records not written
-        assert np.isnan(ds.sinkhorn.values).all() and np.isnan(ds.loss.values).all()
+        assert np.isnan(ds.sinkhorn.values).all() and np.isnan(ds.velocity_rms.values).all()
         assert np.isnan(ds.position[1, 2:].values).all() and np.isnan(ds.mmd2[1, 2:].values).all()
         assert np.isnan(ds.position[2].values).all() and np.isnan(ds.mode_mass[2].values).all()
         # t = step * step_size of that run, NaN where the run has no record yet
@@ -458,3 +458,22 @@ def test_sigkill_at_random_moments_never_loses_an_acknowledged_record(tmp_path):
     assert min(last) >= 1, "the children wrote too little to test anything"
     final = RunStore.reopen(path).finish()
     check_survivors(final, last, n)
+
+
+def test_a_methods_extra_variable_is_stored_and_survives_reopen(tmp_path):
+    # the generator's loss is declared by its method record, not by the schema; h5py reads it back
+    from wgfsim.methods import record as method_record
+
+    loss = method_record("generator").variables
+    st = make(tmp_path, extra_variables=loss)
+    rec = record(0, 0)
+    rec["loss"] = 0.125
+    st.write_record(0, 0, rec)
+    st.close()
+    reopened = RunStore.reopen(st.partial_path)
+    assert "loss" in reopened.metrics
+    reopened.write_record(0, 1, {**record(0, 1), "loss": 0.25})
+    reopened.close()
+    with h5py.File(st.partial_path, "r") as h:
+        np.testing.assert_array_equal(h["loss"][0, :2], [0.125, 0.25])
+        assert h["loss"].attrs["long_name"] == loss["loss"].long_name

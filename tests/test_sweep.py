@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+import wgfsim
 from wgfsim import scenario, sweep
 from wgfsim.io import RunStore, open_run
 
@@ -154,7 +155,7 @@ def test_open_sweep_grid_config_ties_and_missing_points(tmp_path):
         short = i == len(planned) - 1
         _fake_point_file(tmp_path / pp.file, pp.coords, n_records=2 if short else 3, value=values[pp.file],
                          failed={"x": "step 3: NaN"} if short else None)
-    ds = sweep.open_sweep(tmp_path)
+    ds = wgfsim.open_sweep(tmp_path)
     # flow-specific keys (kl_kde bandwidth vs proxy: none) form one config dimension
     assert ds["mode_mass"].dims == ("config", "target.separation", "time", "mode")
     assert list(ds["config"].values) == ["kl_kde bandwidth=0.5", "kl_kde bandwidth=1.0", "sinkhorn_proxy"]
@@ -187,7 +188,7 @@ def test_open_sweep_grid_config_ties_and_missing_points(tmp_path):
         assert str(cell["status"].values) == ("failed" if pp is planned[-1] else "complete")
         np.testing.assert_allclose(cell["mode_centre"].values[:, 0], np.array([-1, 1]) * pp.coords["target.separation"] / 2)
     # the points layout keeps one point dimension with every key as a coordinate
-    pts = sweep.open_sweep(tmp_path, layout="points", variables=["mode_mass"])
+    pts = wgfsim.open_sweep(tmp_path, layout="points", variables=["mode_mass"])
     assert pts["mode_mass"].dims == ("point", "time", "mode") and pts.sizes["point"] == len(planned)
     assert "position" not in pts
     assert np.isnan(pts["bandwidth"].values[-1])
@@ -203,7 +204,7 @@ def test_open_sweep_crossed_hyper_parameters_are_dimensions(tmp_path):
     (tmp_path / sweep.MANIFEST).write_text(json.dumps(manifest))
     for i, pp in enumerate(planned):
         _fake_point_file(tmp_path / pp.file, pp.coords, n_records=2, value=0.1 * i)
-    ds = sweep.open_sweep(tmp_path)
+    ds = wgfsim.open_sweep(tmp_path)
     # bandwidth is swept in one table and kernel distinguishes the two tables: all points have both keys
     assert set(ds["mode_mass"].dims) == {"bandwidth", "kernel", "time", "mode"}
     assert ds.sizes["bandwidth"] == 3 and ds.sizes["kernel"] == 2
@@ -214,9 +215,9 @@ def test_open_sweep_without_files_says_so(tmp_path):
     _, manifest = sweep.plan(tiny())
     (tmp_path / sweep.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(FileNotFoundError, match="run the sweep first"):
-        sweep.open_sweep(tmp_path)
+        wgfsim.open_sweep(tmp_path)
     with pytest.raises(FileNotFoundError, match="no sweep manifest"):
-        sweep.open_sweep(tmp_path / "nowhere")
+        wgfsim.open_sweep(tmp_path / "nowhere")
 
 
 # ---------------------------------------------------------------- real runs (worker processes)
@@ -282,7 +283,7 @@ def test_killed_sweep_reruns_only_the_missing_points(tmp_path):
     assert sorted(o.file.name for o in result.finished) == sorted(p.file for p in planned if p.file not in done_before)
     assert {n: (out / n).stat().st_mtime_ns for n in done_before} == done_before  # untouched
     assert not list(out.glob("*.partial")) and not list(out.glob("*.ckpt"))
-    ds = sweep.open_sweep(out, variables=["mode_mass"])
+    ds = wgfsim.open_sweep(out, variables=["mode_mass"])
     assert np.isfinite(ds["mode_mass"]).all()
     # the point continued from the killed .partial equals an uninterrupted run of it
     from wgfsim import runner
@@ -298,7 +299,7 @@ def local_reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
     result = sweep.run_sweep(tiny(steps=4, every=2, seeds="[0]"), out, workers=2, progress=False)
     assert not result.failed and len(result.finished) == 6
-    return sweep.open_sweep(out)
+    return wgfsim.open_sweep(out)
 
 
 def _same_dataset(a, b):
@@ -314,7 +315,7 @@ def test_dask_local_cluster_gives_the_same_dataset_as_local_processes(tmp_path, 
     assert result.executor == "dask-local" and not result.failed and len(result.finished) == 6
     assert len({o.pid for o in result.finished}) == 2  # both worker processes did work
     assert {(o.threads, o.pool_threads) for o in result.finished} == {(1, 1)}  # NUMBA_NUM_THREADS=1 via the nanny's env
-    _same_dataset(sweep.open_sweep(tmp_path), local_reference)
+    _same_dataset(wgfsim.open_sweep(tmp_path), local_reference)
 
 
 @pytest.mark.slow
@@ -325,4 +326,28 @@ def test_existing_dask_scheduler_gives_the_same_dataset(tmp_path, local_referenc
         result = sweep.run_sweep(sc, tmp_path, scheduler=cluster.scheduler_address, progress=False)
     assert result.executor == "dask" and not result.failed and len(result.finished) == 6
     assert {o.threads for o in result.finished} == {1}  # numba.set_num_threads in each task
-    _same_dataset(sweep.open_sweep(tmp_path), local_reference)
+    _same_dataset(wgfsim.open_sweep(tmp_path), local_reference)
+
+
+def test_a_resumed_sweep_with_a_default_left_implicit_skips_every_finished_point(tmp_path):
+    # one run identity (the resolved Params): `bandwidth = 1.0` written out and the default left out are the
+    # same runs, so the second sweep finds every point file of the first and runs nothing
+    explicit = TINY.replace('bandwidth = [0.5, 1.0]\n', 'bandwidth = 1.0\nkernel = "gaussian"\n')
+    implicit = TINY.replace('bandwidth = [0.5, 1.0]\n', '')
+    assert "bandwidth" not in implicit and 'kernel = "gaussian"' in explicit
+    sc = scenario.loads(explicit.format(steps=2, every=1, seeds="[0]"), source="<explicit>")
+    first = sweep.run_sweep(sc, tmp_path, progress=False)
+    assert len(first.finished) == 4 and not first.failed and not first.skipped
+    sc2 = scenario.loads(implicit.format(steps=2, every=1, seeds="[0]"), source="<implicit>")
+    assert sc2.flows[0].options == {} and sc.flows[0].options["bandwidth"] == 1.0  # written differently
+    again = sweep.run_sweep(sc2, tmp_path, progress=False)
+    assert len(again.skipped) == 4 and not again.finished and not again.failed
+    assert sorted(o.file.name for o in again.skipped) == sorted(o.file.name for o in first.finished)
+    # the resume fingerprint is the same identity: resuming a finished point's file with the other spelling works
+    import h5py
+
+    from wgfsim.scenario.identity import identity_hash, run_identity
+
+    pp = sweep.plan(sc2)[0][0]
+    with h5py.File(tmp_path / pp.file, "r") as h:
+        assert h.attrs["fingerprint"] == identity_hash(run_identity(sc2, [pp.point]))

@@ -13,6 +13,8 @@ population limit; :func:`solve_covariance` integrates it with SciPy.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.integrate
 import scipy.linalg
@@ -23,8 +25,8 @@ __all__ = [
     "two_atom_kl_kde_asymptotic",
     "two_atom_sinkhorn_proxy",
     "two_atom_w2",
+    "two_atom_kl_kde_laplace",
     "two_atom_mmd",
-    "TWO_ATOM",
     "kl_kde_matrix",
     "sliced_matrix",
     "w2_matrix",
@@ -41,6 +43,17 @@ def kappa(D: float, sigma: float) -> float:
 def two_atom_kl_kde(D, sigma, pi, alpha):
     """KL-KDE drift at +D (exact): ``-2D [pi k/((1-pi) + pi k) - alpha k/((1-alpha) + alpha k)]``."""
     k = kappa(D, sigma)
+    return -2.0 * D * (pi * k / ((1 - pi) + pi * k) - alpha * k / ((1 - alpha) + alpha * k))
+
+
+def two_atom_kl_kde_laplace(D, h, pi, alpha):
+    """KL-KDE drift at +D with the Laplace kernel ``exp(-|x-y|/h)`` (exact; docs/math.md#two-atoms).
+
+    The mean shift weighs the displacement ``y - x`` by the kernel, as for the
+    Gaussian kernel, so the same form holds with ``k = exp(-2D/h)``:
+    ``-2D [pi k/((1-pi) + pi k) - alpha k/((1-alpha) + alpha k)]``.
+    """
+    k = math.exp(-2.0 * D / h)
     return -2.0 * D * (pi * k / ((1 - pi) + pi * k) - alpha * k / ((1 - alpha) + alpha * k))
 
 
@@ -72,13 +85,6 @@ def two_atom_mmd(D, sigma, pi, alpha):
 def two_atom_w2(D, sigma, pi, alpha):
     """Barycentric W2 field at +D: ``-2D (pi - alpha)/(1 - alpha)``, independent of sigma."""
     return -2.0 * D * (pi - alpha) / (1 - alpha)
-
-
-TWO_ATOM = {
-    "kl_kde": two_atom_kl_kde,
-    "sinkhorn_proxy": two_atom_sinkhorn_proxy,
-    "w2_exact": two_atom_w2,
-}
 
 
 def kl_kde_matrix(C, S, sigma):

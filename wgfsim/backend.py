@@ -8,7 +8,7 @@ the pairwise reductions live.  Three are built in:
 ``numpy``
     the chunked float64 dense reference (``primitives/dense.py``), the oracle;
 ``numba``
-    the fused CPU kernels (``primitives/cpu.py``), the CPU default;
+    the fused CPU kernels (``primitives/cpu.py``, block-sparse in ``primitives/prune.py``), the CPU default;
 ``cupy``
     the fused CUDA kernels (``primitives/gpu.py``), the GPU default.
 
@@ -128,12 +128,17 @@ def _numba_status() -> tuple[bool, str]:
 
 
 register(Backend("numpy", module="numpy", kernels="wgfsim.primitives.dense"))
-register(Backend("numba", module="numpy", kernels="wgfsim.primitives.cpu", available=_numba_status))
+register(Backend("numba", module="numpy", kernels="wgfsim.primitives.prune", available=_numba_status))
 register(Backend("cupy", module="cupy", kernels="wgfsim.primitives.gpu", available=cupy_status,
                  default_dtype=np.float32, device_arrays=True))
 
-# the names a scenario may choose: the built-in backends
-BACKENDS = ("auto", *registered())
+
+def __getattr__(name):
+    # BACKENDS: the names a run may choose, read from the registry when asked (a backend registered
+    # after import is a valid choice), not frozen at import
+    if name == "BACKENDS":
+        return ("auto", *registered())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_backend(backend: str, *arrays) -> str:

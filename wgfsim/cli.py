@@ -29,7 +29,7 @@ class UserError(Exception):
 
 def _load(args):
     from .scenario import ScenarioError, load
-    from .scenario.load import check_environment, check_size
+    from .scenario.resources import check_environment, check_size
 
     path = pathlib.Path(args.scenario)
     if not path.is_file():
@@ -100,6 +100,10 @@ def _report_failures(path) -> int:
 def cmd_sweep(args) -> int:
     from . import sweep
 
+    if args.workers is not None and (args.scheduler or args.dask_local):
+        other = "--scheduler" if args.scheduler else "--dask-local"
+        raise UserError(f"--workers: asks for local worker processes but {other} asks for a Dask cluster; give one "
+                        "executor: --workers N (local processes), --dask-local N or --scheduler ADDRESS")
     sc = _load(args)
     result = sweep.run_sweep(
         sc, pathlib.Path(args.output) / sc.name, workers=args.workers, scheduler=args.scheduler,
@@ -126,18 +130,6 @@ def cmd_validate(args) -> int:
     for p in points:
         print(f"  {p.label}")
     return EXIT_OK
-
-
-def _open(path):
-    from .store import open_run
-
-    path = pathlib.Path(path)
-    if not path.exists() and not path.with_name(path.name + ".partial").exists():
-        raise UserError(f"{path}: no such file")
-    try:
-        return open_run(path)
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: not a wgfsim run file ({err})") from None
 
 
 def _open_stored(path):
@@ -259,7 +251,8 @@ def _parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="run every point of a scenario's lists, one file each")
     scenario_args(sw)
     sw.add_argument("-o", "--output", default="outputs", help="output folder (default: outputs); points go to OUTPUT/NAME/")
-    sw.add_argument("--workers", type=_positive_int, default=1, help="local worker processes (default 1)")
+    sw.add_argument("--workers", type=_positive_int, default=None,
+                    help="local worker processes (default 1); not with --scheduler or --dask-local")
     sw.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="an existing dask.distributed scheduler")
     sw.add_argument("--dask-local", type=_positive_int, metavar="N",
                     help="start a dask LocalCluster of N workers for the sweep")

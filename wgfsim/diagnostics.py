@@ -114,7 +114,7 @@ def half_time(ds, *, target_mass=None, error: str = "sum", interpolate: bool = T
     ----------
     ds : xarray.Dataset
         From :func:`wgfsim.open_run` (dims ``run, time, mode``) or
-        :func:`wgfsim.sweep.open_sweep` (any sweep dims).
+        :func:`wgfsim.open_sweep` (any sweep dims).
 
     Returns
     -------

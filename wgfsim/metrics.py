@@ -28,18 +28,25 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from . import primitives
 from .backend import array_namespace, to_numpy
-from .flows import mmd as _mmd
-from .flows import sinkhorn as _sinkhorn
+from .errors import OptionError
 from .primitives import dense
 
+# the flows (and with them the kernel compiler) load on a metric's first call, so that the
+# file schema (wgfsim.io.schema), which derives its variables from the records below, stays light
+
 __all__ = [
+    "Metric",
+    "MetricOption",
+    "RECORDS",
     "METRICS",
+    "scalar_names",
     "SINKHORN_RELATIVE_EPSILON",
     "compute",
     "energy_distance",
@@ -132,6 +139,7 @@ def mmd2(x, ref, *, bandwidth: float | tuple | None = None, backend: str = "auto
 
     ``MMD^2 = 1/N^2 sum_ik k(x_i,x_k) - 2/(NM) sum_ij k(x_i,y_j) + 1/M^2 sum_jl k(y_j,y_l)``
     with ``k(x,y) = exp(-|x-y|^2 / (2 sigma^2))`` (Gretton et al. 2012, eq. 5, biased form).
+    Computed by :func:`wgfsim.flows.mmd.mmd2` (three kernel-sum primitives per bandwidth).
 
     Parameters
     ----------
@@ -143,8 +151,6 @@ def mmd2(x, ref, *, bandwidth: float | tuple | None = None, backend: str = "auto
         Gretton et al.'s Figure 2.
     backend : str
         Backend of the primitives (``auto``, ``numpy``, ``numba``, ``cupy``).
-
-    Computed by :func:`wgfsim.flows.mmd.mmd2` (three kernel-sum primitives per bandwidth).
     """
     x, ref, finite = _pair(x, ref)
     if not finite:
@@ -157,7 +163,9 @@ def mmd2(x, ref, *, bandwidth: float | tuple | None = None, backend: str = "auto
     else:
         bandwidths = tuple(bandwidth) if isinstance(bandwidth, (list, tuple)) else (bandwidth,)
         if not bandwidths or not all(_positive(s) for s in bandwidths):
-            raise ValueError(f"bandwidth: expected a positive number, a tuple of them, or None, got {bandwidth!r}")
+            raise OptionError("mmd2", "bandwidth", bandwidth, "a positive number, a tuple of them, or None")
+    from .flows import mmd as _mmd
+
     return float(_mmd.mmd2(x, ref, None, None, tuple(float(s) for s in bandwidths), "gaussian", backend))
 
 
@@ -218,7 +226,9 @@ def sinkhorn(
         return math.nan
     eps = sinkhorn_epsilon(ref) if epsilon is None else epsilon
     if not _positive(eps):
-        raise ValueError(f"epsilon: expected a positive number or None, got {epsilon!r}")
+        raise OptionError("sinkhorn", "epsilon", epsilon, "a positive number or None")
+    from .flows import sinkhorn as _sinkhorn
+
     return float(
         _sinkhorn.divergence(x, ref, None, None, float(eps), "sqeuclidean", tol=tol, max_iter=max_iter, backend=backend)
     )
@@ -283,22 +293,99 @@ def velocity_rms(v) -> float:
     return scale * float(xp.sqrt(xp.mean(xp.sum(u * u, axis=1))))
 
 
-# name -> fn(x, ref, *, backend, **options): the scalar metrics of a record
-METRICS: dict[str, Callable[..., float]] = {
-    "mmd2": mmd2,
-    "energy_distance": energy_distance,
-    "sinkhorn": sinkhorn,
-    "w2": w2,
-}
+@dataclass(frozen=True)
+class MetricOption:
+    """A ``[metrics]`` key of a scenario that sets one keyword of a metric's function.
+
+    ``kind``: ``"positive"`` (a positive number, or absent: ``default``, which
+    may be None) or ``"integer"`` (a positive integer).
+    """
+
+    key: str  # the scenario key, e.g. "sinkhorn_epsilon"
+    keyword: str  # the function's keyword, e.g. "epsilon"
+    default: object
+    kind: str
+    what: str = ""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric record: what computes it, what the file stores, and what a scenario may set.
+
+    ``fn(x, ref, *, backend, **options) -> float`` for metrics of the particles
+    against the reference sample (``pair``); None for those the runner takes
+    from elsewhere (``mode_mass`` here too, ``energy`` from the flow,
+    ``velocity_rms`` from the field).  The stored variable: ``dims``,
+    ``long_name``, ``units`` (float64).  ``memory(n, m, d, options) -> {part:
+    bytes}`` and ``pairs(n, m, options) -> float`` (pairs one evaluation
+    visits) feed the resource estimate (:mod:`wgfsim.scenario.resources`).
+    """
+
+    name: str
+    fn: Callable[..., float] | None
+    dims: tuple[str, ...]
+    long_name: str
+    units: str
+    options: tuple[MetricOption, ...] = ()
+    pair: bool = False
+    memory: Callable[..., dict] | None = None
+    pairs: Callable[..., float] | None = None
+    doc: str = field(default="", repr=False)
+
+
+def _w2_memory(n, m, d, options) -> dict:
+    # the network simplex's dense plan and cost, below max_points only
+    return {"w2 metric plan": 2.0 * 8 * n * m} if max(n, m) <= options.get("max_points", 2000) else {}
+
+
+RECORDS: dict[str, Metric] = {r.name: r for r in (
+    Metric("mmd2", mmd2, ("run", "time"), "MMD^2 to the reference (Gaussian kernel, median heuristic)", "1",
+           pair=True, pairs=lambda n, m, o: float((n + m) ** 2)),
+    Metric("energy_distance", energy_distance, ("run", "time"), "energy distance to the reference", "data",
+           pair=True, pairs=lambda n, m, o: float((n + m) ** 2)),
+    Metric("sinkhorn", sinkhorn, ("run", "time"), "debiased Sinkhorn divergence to the reference (cost |x-y|^2/2)",
+           "data^2", options=(MetricOption("sinkhorn_epsilon", "epsilon", None, "positive", "entropic regularisation"),),
+           pair=True, pairs=lambda n, m, o: 3.0 * 2000 * (n + m) ** 2),
+    Metric("w2", w2, ("run", "time"), "exact W2 distance to the reference", "data",
+           options=(MetricOption("w2_max_points", "max_points", 2000, "integer", "subsample size for exact W2"),),
+           pair=True, memory=_w2_memory, pairs=lambda n, m, o: float(n * m) if max(n, m) <= o.get("max_points", 2000) else 0.0),
+    Metric("mode_mass", None, ("run", "time", "mode"), "fraction of particles nearest each target mode", "1"),
+    Metric("energy", None, ("run", "time"), "the flow's own functional (docs/math.md; see flow_params)", "flow-specific"),
+    Metric("velocity_rms", None, ("run", "time"), "RMS of the velocity over the particles", "data / time"),
+)}
+
+# name -> fn(x, ref, *, backend, **options): the metrics of (x, reference) of a record
+METRICS: dict[str, Callable[..., float]] = {r.name: r.fn for r in RECORDS.values() if r.pair}
+
+
+def scalar_names() -> tuple[str, ...]:
+    """The metrics stored as one number per record (dims ``(run, time)``), in registry order."""
+    return tuple(r.name for r in RECORDS.values() if r.dims == ("run", "time"))
+
+
+def options_of(names, settings: dict) -> dict:
+    """Per-metric keyword arguments from the ``[metrics]`` settings (``{key: value}``), for :func:`compute`.
+
+    A None value (an absent optional setting) passes nothing, so the function's default applies.
+    """
+    out: dict = {}
+    for name in names:
+        record = RECORDS.get(name)
+        if record is None or not record.pair:
+            continue
+        kw = {o.keyword: settings[o.key] for o in record.options if settings.get(o.key) is not None}
+        if kw:
+            out[name] = kw
+    return out
 
 
 def _options_of(name: str, fn: Callable, opts) -> dict:
     if not isinstance(opts, dict):
-        raise ValueError(f"options[{name!r}]: expected a dict of keyword arguments, got {type(opts).__name__}")
+        raise OptionError("metrics", f"options[{name!r}]", opts, "a dict of keyword arguments")
     known = [p for p in inspect.signature(fn).parameters if p not in ("x", "ref", "backend")]
     unknown = [k for k in opts if k not in known]
     if unknown:
-        raise ValueError(f"options[{name!r}]: unknown options {unknown}; {name} takes {known}")
+        raise OptionError("metrics", f"options[{name!r}]", unknown, f"some of {known} ({name}'s options)")
     return opts
 
 
@@ -327,15 +414,15 @@ def compute(x, ref, names, *, centres=None, backend: str = "auto", options: dict
     names = [names] if isinstance(names, str) else list(names)
     unknown = [n for n in names if n not in METRICS and n != "mode_mass"]
     if unknown:
-        raise ValueError(f"names: unknown metrics {unknown}; expected some of {list(METRICS) + ['mode_mass']}")
+        raise OptionError("metrics", "names", unknown, f"some of {list(METRICS) + ['mode_mass']}")
     if "mode_mass" in names and centres is None:
         raise ValueError("centres: 'mode_mass' was asked for but no mode centres were given")
     options = {} if options is None else options
     if not isinstance(options, dict):
-        raise ValueError(f"options: expected a dict of per-metric dicts, got {type(options).__name__}")
+        raise OptionError("metrics", "options", options, "a dict of per-metric dicts")
     stray = [k for k in options if k not in METRICS]
     if stray:
-        raise ValueError(f"options: unknown metrics {stray}; expected some of {list(METRICS)}")
+        raise OptionError("metrics", "options", stray, f"per-metric options of some of {list(METRICS)}")
     out: dict = {}
     for name in names:
         if name == "mode_mass":

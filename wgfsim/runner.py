@@ -39,7 +39,6 @@ minibatches and latents, ``[s, 4]`` energy estimates, ``[s, 5]`` and ``[s, 6]`` 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -55,19 +54,20 @@ from tqdm.auto import tqdm
 from . import metrics
 from .methods import particles
 from .backend import array_module, to_numpy
-from .flows import Field, get as get_flow, make_params
+from .errors import OptionError
+from .flows import Field, get as get_flow
 from .io import checkpoint
 from .io.lock import LockHeld, RunLock
 from .io.schema import SCALAR_METRICS
 from .io.writer import RunStore
-from .methods import get as get_method
+from .methods import record as method_record
 from .methods._common import rng as _rng
 from .scenario import RunPoint, Scenario, ScenarioError, expand
+from .scenario.identity import identity_hash as _fingerprint_hash
+from .scenario.identity import run_identity
 
-__all__ = ["run_scenario", "run_points", "output_path", "fingerprint", "RunFileError", "LockHeld", "clean_stale"]
-
-# metrics of (x, reference) computed by wgfsim.metrics.compute
-_PAIR_METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2")
+__all__ = ["run_scenario", "run_points", "output_path", "fingerprint", "run_identity", "RunFileError", "LockHeld",
+           "clean_stale"]
 
 
 @dataclass
@@ -104,32 +104,34 @@ def _record_steps(steps: int, every: int) -> list[int]:
 
 
 def _stored_metrics(sc: Scenario, points: list[RunPoint]) -> tuple[str, ...]:
-    """The scalar metrics the file stores: those asked for, plus the generator's loss when it runs."""
+    """The scalar metrics the file stores: those asked for (``energy`` only where some flow has one)."""
     names = set(sc.metrics.names)
     if not any(get_flow(p.flow).energy is not None for p in points):
         names.discard("energy")
-    if any(p.method == "generator" for p in points):
-        names.update(("loss", "fit_residual"))
-        if sc.generator is not None and sc.generator.start == "init":
-            names.add("start_mmd2")
     return tuple(m for m in SCALAR_METRICS if m in names)
+
+
+def _extra_variables(points: list[RunPoint]) -> dict:
+    """The per-record numbers the runs' methods declare (their records' ``variables``)."""
+    out: dict = {}
+    for p in points:
+        out.update(method_record(p.method).variables)
+    return out
 
 
 def _metrics(sc: Scenario, point: RunPoint, data: _Data, x, v, step: int) -> dict:
     names = sc.metrics.names
-    scalar = [n for n in names if n in _PAIR_METRICS]
-    options = {"w2": {"max_points": sc.metrics.w2_max_points}}
-    if sc.metrics.sinkhorn_epsilon is not None:
-        options["sinkhorn"] = {"epsilon": sc.metrics.sinkhorn_epsilon}
+    pair = [n for n in names if n in metrics.METRICS]
     want_modes = "mode_mass" in names and data.centres is not None
-    out = metrics.compute(x, data.reference, scalar + (["mode_mass"] if want_modes else []),
+    out = metrics.compute(x, data.reference, pair + (["mode_mass"] if want_modes else []),
                           centres=data.centres if want_modes else None, backend=sc.run.backend,
-                          options={k: o for k, o in options.items() if k in scalar})
+                          options=metrics.options_of(pair, dataclasses.asdict(sc.metrics)))
     if "velocity_rms" in names and v is not None:
         out["velocity_rms"] = metrics.velocity_rms(v)
     if "energy" in names and get_flow(point.flow).energy is not None:
         # its own seeded stream: estimating the energy never changes the trajectory
-        field = Field(point.flow, rng=_rng(point.seed, 4, step), backend=sc.run.backend, **point.params)
+        field = Field(point.flow, params=point.flow_params or point.params, rng=_rng(point.seed, 4, step),
+                      backend=sc.run.backend, prune_tol=sc.run.prune_tol)
         out["energy"] = field.energy(x, data.target)
     return out
 
@@ -252,12 +254,11 @@ def _json(obj) -> str:
     return json.dumps(obj, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
 
 
-def _run_text(points: list[RunPoint], methods: list) -> dict:
-    """Per run: the flow's full options (defaults included) and the method's settings, as JSON."""
+def _run_text(points: list[RunPoint], methods: list, ident: dict) -> dict:
+    """Per run: the flow's full options (its resolved Params, as in the identity) and the method's settings, as JSON."""
     flow_params, method_params = [], []
-    for p, m in zip(points, methods):
-        params = dataclasses.asdict(make_params(p.flow, **p.params))
-        flow_params.append(_json({"flow": p.flow, **params}))
+    for p, m, run in zip(points, methods, ident["runs"]):
+        flow_params.append(_json({"flow": p.flow, **run["params"]}))
         method_params.append(_json({"method": p.method, **m.settings()}))
     return {"flow_params": flow_params, "method_params": method_params}
 
@@ -266,38 +267,9 @@ class RunFileError(ValueError):
     """The run file cannot be written or continued as asked (another scenario, no --resume, unreadable)."""
 
 
-def _canonical(obj):
-    """``obj`` as plain JSON values (dataclasses, tuples and NumPy scalars resolved)."""
-    return json.loads(_json(obj))
-
-
-def fingerprint(sc: Scenario, points: list[RunPoint], methods: list) -> dict:
-    """The fully resolved scenario that determines a run file: overrides applied, defaults filled.
-
-    Holds the data (target and init kind, n, seed, options; the reference
-    sample size), the shared ``[run]``, ``[metrics]`` and ``[generator]``
-    settings, and per run its flow with every option (``make_params``
-    defaults included), its method's settings, its seed and coordinates.  Two
-    scenarios with the same fingerprint write identical files; the
-    provenance text (comments, how a value was spelled, the scenario's path)
-    is not part of it.
-    """
-    runs = [{"flow": p.flow, "params": dataclasses.asdict(make_params(p.flow, **p.params)), "method": p.method,
-             "method_settings": m.settings(), "seed": p.seed, "coords": p.coords} for p, m in zip(points, methods)]
-    ident = {
-        "target": {"kind": points[0].target.kind, "n": points[0].target.n, "seed": points[0].target.seed,
-                   "options": points[0].target.options},
-        "init": {"kind": points[0].init.kind, "n": points[0].init.n, "options": points[0].init.options},
-        "run": dataclasses.asdict(sc.run),
-        "metrics": dataclasses.asdict(sc.metrics),
-        "generator": dataclasses.asdict(sc.generator) if sc.generator is not None else None,
-        "runs": runs,
-    }
-    return _canonical(ident)
-
-
-def _fingerprint_hash(ident: dict) -> str:
-    return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def fingerprint(sc: Scenario, points: list[RunPoint], methods: list | None = None) -> dict:
+    """The run file's identity: :func:`wgfsim.scenario.identity.run_identity` (``methods`` is not needed)."""
+    return run_identity(sc, points)
 
 
 def _flatten(obj, prefix: str = ""):
@@ -414,14 +386,22 @@ def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = Fal
     dtype = np.dtype(sc.run.dtype)
     data = _data(sc, points[0])
     try:
-        methods = [get_method(p.method)(sc, p, data.target, xp, dtype) for p in points]
-    except ValueError as err:
-        raise ScenarioError(str(err)) from None
-    ident = fingerprint(sc, points, methods)
+        methods = [_method(sc, p, data, xp, dtype) for p in points]
+    except OptionError as err:
+        raise ScenarioError(f"{sc.source}: {err}", source=sc.source) from None
+    ident = run_identity(sc, points)
     _output_folder(path.parent)
     with RunLock(path):
         return _run_locked(sc, points, methods, data, ident, path, resume=resume, overwrite=overwrite,
                            progress=progress)
+
+
+def _method(sc: Scenario, point: RunPoint, data: _Data, xp, dtype):
+    """The point's method, built from its own settings: the runner translates ``[run]`` and the method's table."""
+    rec = method_record(point.method)
+    table = sc.tables.get(rec.table) if rec.table else None
+    settings = rec.settings(sc.run, table, data.target.shape[1], point.init.n)
+    return rec.cls(settings, point, data.target, xp, dtype, sc.run.backend, sc.run.prune_tol)
 
 
 def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, progress) -> pathlib.Path:
@@ -462,9 +442,10 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
             record_velocity=sc.run.record_velocity,
             overwrite=True,
             metrics=_stored_metrics(sc, points),
+            extra_variables=_extra_variables(points),
             mode_centres=data.centres,
             target_mode_mass=data.target_mode_mass,
-            run_text=_run_text(points, methods),
+            run_text=_run_text(points, methods, ident),
         )
     ckdir.mkdir(parents=True, exist_ok=True)
     failed = {}
@@ -513,6 +494,7 @@ def _attrs(sc: Scenario, point: RunPoint) -> dict:
         "step_size": sc.run.step_size,
         "steps": sc.run.steps,
         "record_every": sc.run.record_every,
+        "prune_tol": sc.run.prune_tol,
     }
 
 

@@ -47,28 +47,31 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import show_value  # noqa: F401  (re-exported: target and scenario messages read alike)
+from .errors import OptionError, show_value  # noqa: F401  (re-exported: target and scenario messages read alike)
 
 __all__ = ["Target", "TargetError", "names", "options", "option_ranks", "summary", "make"]
 
 
-class TargetError(ValueError):
+class TargetError(OptionError):
     """A bad target option: ``str(err)`` is ``"<kind>: <option>: <what>; expected <what>"``.
 
-    The parts are kept (``kind``, ``option``, ``what``, ``expected``, ``hint``)
-    so that :mod:`wgfsim.scenario` can restate the error with the scenario
-    file and key path (``target.separation``).
+    An :class:`~wgfsim.errors.OptionError` (``owner`` the kind, ``key`` the
+    option, ``expected``), with the parts kept (``kind``, ``option``, ``what``,
+    ``hint``) so that :mod:`wgfsim.scenario` can restate the error with the
+    scenario file and key path (``target.separation``).
     """
 
-    def __init__(self, kind: str, option: str | None, what: str, expected: str | None = None, hint: str | None = None):
-        self.kind, self.option, self.what, self.expected, self.hint = kind, option, what, expected, hint
+    def __init__(self, kind: str, option: str | None, what: str, expected: str | None = None, hint: str | None = None,
+                 value=None):
+        self.kind, self.option, self.what = kind, option, what
+        self.owner, self.key, self.value, self.expected, self.hint = kind, option or "", value, expected, hint
         where = f"{kind}: {option}" if option else kind
         msg = f"{where}: {what}"
         if expected:
             msg += f"; expected {expected}"
         if hint:
             msg += f"; did you mean {hint!r}?"
-        super().__init__(msg)
+        ValueError.__init__(self, msg)
 
 
 # ---------------------------------------------------------------- targets

@@ -14,106 +14,18 @@ Public calls: :func:`velocity`, :func:`energy`, :func:`names`, :func:`get`,
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
-from dataclasses import dataclass, field
-from typing import Any, Callable
 
 import numpy as np
 
+from .. import primitives
 from ..backend import array_namespace, resolve_backend
+from ._registry import (GAP_LAWS, CarriedState, Context, Flow, _REGISTRY, get, kernel_gap_decay, kernel_pairs,
+                        largest_bandwidth, make_params, names, options, register, sqrt_largest_epsilon,
+                        transport_gap_decay)
 
-__all__ = ["Flow", "Context", "Field", "register", "get", "names", "make_params", "options", "velocity", "energy",
-           "field_at", "largest_bandwidth", "sqrt_largest_epsilon"]
-
-
-@dataclass
-class Context:
-    """What a flow may use besides its inputs: the backend, the RNG, and carried state."""
-
-    backend: str
-    rng: np.random.Generator
-    state: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Flow:
-    """A registry entry: the flow's name, options, velocity and (for gradient flows) energy."""
-
-    name: str
-    Params: type
-    velocity: Callable[..., Any]
-    energy: Callable[..., float] | None = None
-    weights: bool = True  # accepts particle weights a and target weights b
-    summary: str = ""
-    energy_name: str = ""
-    # What readers need to know about the flow, so that no table outside flows/ restates it.
-    # field_at(z, x, y, a, b, params, ctx) -> (K, d): the field at arbitrary points z (K, d)
-    # with the particle measure (x, a) and the target (y, b) fixed; field_at(x, x, ...) is velocity.
-    field_at: Callable[..., Any] | None = None
-    # length_scale(params) -> float: the flow's length (kernel bandwidth sigma, sqrt(eps), T, ...),
-    # the unit in which studies measure separations; None where the flow has none.
-    length_scale: Callable[[Any], float] | None = None
-    # options_at_scale(sigma) -> dict: options that give the flow the length scale sigma (the inverse of
-    # length_scale), so a study can put every kernel flow at one sigma without a table of its own.
-    options_at_scale: Callable[[float], dict] | None = None
-    # hyper: the option a study sweeps (paper Fig. 2 axis), or None.
-    hyper: str | None = None
-    # two_atom(D, pi, alpha, params) -> float: the closed-form first-axis velocity at the
-    # overcrowded atom +D of two atoms at -D and +D (D: half the separation; docs/math.md#two-atoms), or None.
-    two_atom: Callable[..., float] | None = None
-    # doc: the flow's page, relative to the repository root.
-    doc: str = ""
-
-
-_REGISTRY: dict[str, Flow] = {}
-
-
-def largest_bandwidth(params) -> float:
-    """``length_scale`` of kernel flows: the largest bandwidth (NaN for the data-dependent ``"median"``)."""
-    return math.nan if isinstance(params.bandwidth, str) else float(max(params.bandwidth))
-
-
-def sqrt_largest_epsilon(params) -> float:
-    """``length_scale`` of entropic flows: ``sqrt(eps)``, the length of ``exp(-|x-y|^2 / (2 eps))``."""
-    return math.sqrt(float(max(params.epsilon)))
-
-
-def register(flow: Flow) -> Flow:
-    _REGISTRY[flow.name] = flow
-    return flow
-
-
-def names() -> list[str]:
-    """The registered flows, in registration order."""
-    return list(_REGISTRY)
-
-
-def get(name: str) -> Flow:
-    """The registry entry for ``name``; unknown names raise with a did-you-mean."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        hint = difflib.get_close_matches(str(name), _REGISTRY, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(f"flow: unknown flow {name!r}{extra}; expected one of {names()}") from None
-
-
-def options(name: str) -> dict[str, Any]:
-    """The options of flow ``name`` and their defaults."""
-    return {f.name: f.default for f in dataclasses.fields(get(name).Params)}
-
-
-def make_params(name: str, **opts):
-    """Build and validate ``name``'s Params; an unknown option raises with a did-you-mean."""
-    flow = get(name)
-    known = options(name)
-    for key in opts:
-        if key not in known:
-            hint = difflib.get_close_matches(key, known, n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ValueError(f"{name}: unknown option {key!r}{extra}; {name} takes {sorted(known)}")
-    return flow.Params(**opts)
+__all__ = ["Flow", "Context", "CarriedState", "Field", "register", "get", "names", "make_params", "options", "velocity", "energy",
+           "field_at", "largest_bandwidth", "sqrt_largest_epsilon", "kernel_gap_decay", "transport_gap_decay",
+           "kernel_pairs", "GAP_LAWS"]
 
 
 def _check_real(arr, argname):
@@ -184,17 +96,34 @@ class Field:
     """A flow bound to its options: ``Field("sinkhorn", epsilon=0.01)(x, y)`` is its velocity.
 
     The bound field keeps the state a flow carries from call to call (Sinkhorn
-    warm starts), so a particle loop holds one ``Field`` per run.
+    warm starts, :attr:`state`), so a particle loop holds one ``Field`` per run.
+    ``params``: the flow's resolved ``Params`` (or a dict of options), instead
+    of keyword options; ``prune_tol``: the block-sparse kernel's tolerance for
+    this field's calls (None: :data:`wgfsim.primitives.DEFAULT_PRUNE_TOL`; 0:
+    every pair).
     """
 
-    def __init__(self, name: str, *, rng=None, backend: str = "auto", **params):
+    def __init__(self, name: str, *, params=None, rng=None, backend: str = "auto", prune_tol=None, **options):
         self.flow = get(name)
-        self.params = make_params(name, **params)
+        if params is not None and options:
+            raise ValueError(f"{name}: give the options either as params= or as keywords, not both")
+        if isinstance(params, self.flow.Params):
+            self.params = params
+        else:
+            self.params = make_params(name, **(params or options))
+        with primitives.pruning(prune_tol):  # validates it
+            pass
+        self.prune_tol = prune_tol
         self.ctx = Context(backend=backend, rng=_rng(rng))
 
     @property
     def name(self) -> str:
         return self.flow.name
+
+    @property
+    def state(self) -> CarriedState:
+        """The carried state (string keys, plain data); the checkpoint saves and restores it."""
+        return self.ctx.state
 
     def _prepare(self, x, y, a, b):
         x = _as_points(x, "x")
@@ -213,7 +142,8 @@ class Field:
         x, y, a, b, backend = self._prepare(x, y, a, b)
         ctx = dataclasses.replace(self.ctx, backend=backend)
         ctx.state = self.ctx.state  # share the carried state, not a copy
-        return self.flow.velocity(x, y, a, b, self.params, ctx)
+        with primitives.pruning(self.prune_tol):
+            return self.flow.velocity(x, y, a, b, self.params, ctx)
 
     def energy(self, x, y, a=None, b=None) -> float:
         """The flow's own functional at (q, p); only for true gradient flows."""
@@ -224,22 +154,25 @@ class Field:
             )
         x, y, a, b, backend = self._prepare(x, y, a, b)
         ctx = Context(backend=backend, rng=self.ctx.rng, state=self.ctx.state)
-        return float(self.flow.energy(x, y, a, b, self.params, ctx))
+        with primitives.pruning(self.prune_tol):
+            return float(self.flow.energy(x, y, a, b, self.params, ctx))
 
 
-def velocity(name: str, x, y, *, a=None, b=None, rng=None, backend: str = "auto", **params):
+def velocity(name: str, x, y, *, a=None, b=None, rng=None, backend: str = "auto", prune_tol=None, **params):
     """Velocity of flow ``name`` at particles ``x`` (N, d) towards targets ``y`` (M, d).
 
     ``a`` (N,) and ``b`` (M,) are particle and target weights (default uniform);
     ``rng`` a ``numpy.random.Generator`` or an int seed (sliced directions,
-    Monte-Carlo draws); ``params`` the flow's options (see :func:`options`).
+    Monte-Carlo draws); ``prune_tol`` the block-sparse kernel's tolerance
+    (None: the default 1e-12; 0: every pair); ``params`` the flow's options
+    (see :func:`options`).
     Returns an array of x's shape, type and dtype.  One Euler step is
     ``x + eta * v``.
     """
-    return Field(name, rng=rng, backend=backend, **params)(x, y, a, b)
+    return Field(name, rng=rng, backend=backend, prune_tol=prune_tol, **params)(x, y, a, b)
 
 
-def field_at(name: str, z, x, y, *, a=None, b=None, rng=None, backend: str = "auto", **params):
+def field_at(name: str, z, x, y, *, a=None, b=None, rng=None, backend: str = "auto", prune_tol=None, **params):
     """The field of flow ``name`` at points ``z`` (K, d), with the particles ``x`` (N, d) and targets ``y`` held fixed.
 
     ``z`` is a massless test point: it enters no normaliser of the particle
@@ -250,7 +183,7 @@ def field_at(name: str, z, x, y, *, a=None, b=None, rng=None, backend: str = "au
     field depends on the particles only through a coupling (Sinkhorn, sliced,
     W2) have no such evaluation and raise ``ValueError``.
     """
-    f = Field(name, rng=rng, backend=backend, **params)
+    f = Field(name, rng=rng, backend=backend, prune_tol=prune_tol, **params)
     if f.flow.field_at is None:
         have = [n for n in names() if _REGISTRY[n].field_at is not None]
         raise ValueError(f"{name}: has no field at arbitrary points; flows with one: {have}")
@@ -259,17 +192,18 @@ def field_at(name: str, z, x, y, *, a=None, b=None, rng=None, backend: str = "au
     if z.shape[1] != x.shape[1]:
         raise ValueError(f"z and x: dimensions differ (z has {z.shape[1]}, x has {x.shape[1]})")
     ctx = Context(backend=backend_, rng=f.ctx.rng, state=f.ctx.state)
-    return f.flow.field_at(z, x, y, a, b, f.params, ctx)
+    with primitives.pruning(f.prune_tol):
+        return f.flow.field_at(z, x, y, a, b, f.params, ctx)
 
 
-def energy(name: str, x, y, *, a=None, b=None, rng=None, backend: str = "auto", **params) -> float:
+def energy(name: str, x, y, *, a=None, b=None, rng=None, backend: str = "auto", prune_tol=None, **params) -> float:
     """The functional that flow ``name`` descends, at (q, p), as a float.
 
     MMD^2 (``mmd``), S_eps (``sinkhorn``), SW_2^2 (``sliced``), W_2^2
     (``w2_exact``), KL(q_s || p_s) (``kl_kde_wgf``).  The other fields are not
     gradient flows and raise ``ValueError``.
     """
-    return Field(name, rng=rng, backend=backend, **params).energy(x, y, a, b)
+    return Field(name, rng=rng, backend=backend, prune_tol=prune_tol, **params).energy(x, y, a, b)
 
 
 # registration: one import per flow module (each calls register)

@@ -12,8 +12,17 @@ log-sum-exps, so the field is the geometric-mean structure of the Sinkhorn
 proxy with row normalisers shared by both blocks (docs/math.md#drift-da2).
 Published defaults: ``euclidean`` cost, temperatures (0.02, 0.05, 0.2) summed.
 The paper's algorithm is the default.  The official code (lambertae/drifting,
-``drift_loss.py``) differs in three ways, each an option, all three set by
-``preset = "official"``:
+``drift_loss.py``) differs in four ways, each an option, all four set by
+``preset = "official"`` (an explicit value that differs from the preset's is
+refused, even the paper's default; the preset's own value may be repeated, so
+a stored run's full options load back):
+
+``distance_floor``
+    every distance is ``sqrt(max(|x - y|^2, floor^2))`` (official ``1e-4``:
+    ``cdist`` floors ``d^2`` at ``1e-8``), self pairs included, in the kernel
+    and in the mean distance ``mbar`` (a self pair counts at ``1e-4``, not 0).
+    Like ``affinity_floor`` it needs the explicit evaluation below, with the
+    row and column normalisers summed explicitly too.
 
 ``normalize_distances``
     the kernel is ``exp(-|x - y| / (T mbar))`` with ``mbar`` the mean distance
@@ -52,15 +61,18 @@ import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace
-from . import Flow, register
+from ..errors import OptionError
+from ._registry import Flow, kernel_gap_decay, register, transport_gap_decay
 from ._common import boolean, cost_of, one_of, positive_floats, rms, set_frozen
 from .sinkhorn_proxy import balanced_difference
 
 # the official code's options (lambertae/drifting, drift_loss.py): preset name -> option values
 PRESETS = {
     "none": {},
-    "official": {"normalize_distances": True, "normalize_drift": True, "affinity_floor": 1e-3},
+    "official": {"normalize_distances": True, "normalize_drift": True, "affinity_floor": 1e-3, "distance_floor": 1e-4},
 }
+# the paper's Algorithm 2: what an option left unset (None) means without a preset
+PAPER = {"normalize_distances": False, "normalize_drift": False, "affinity_floor": 0.0, "distance_floor": 0.0}
 
 # numbers per explicit block of the floored field: a (rows x (M + N)) float64 block stays under ~8 MB
 _CHUNK_ELEMENTS = 1 << 20
@@ -68,7 +80,8 @@ _CHUNK_ELEMENTS = 1 << 20
 
 def _non_negative_float(option: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"drift_da2: option {option!r} expected a non-negative number (official code: 1e-3), got {value!r}")
+        official = PRESETS["official"][option]
+        raise OptionError("drift_da2", option, value, f"a non-negative number (official code: {official:g})")
     return float(value)
 
 
@@ -76,9 +89,11 @@ def _non_negative_float(option: str, value) -> float:
 class Params:
     temperatures: float | tuple = (0.02, 0.05, 0.2)
     cost: str = "euclidean"
-    normalize_distances: bool = False
-    normalize_drift: bool = False
-    affinity_floor: float = 0.0
+    # None: not given; resolved on construction to the preset's value, else the paper's (PAPER)
+    normalize_distances: bool | None = None
+    normalize_drift: bool | None = None
+    affinity_floor: float | None = None
+    distance_floor: float | None = None
     preset: str = "none"
 
     def __post_init__(self):
@@ -86,19 +101,22 @@ class Params:
             self,
             temperatures=positive_floats("drift_da2", "temperatures", self.temperatures),
             cost=cost_of("drift_da2", self.cost),
-            normalize_distances=boolean("drift_da2", "normalize_distances", self.normalize_distances),
-            normalize_drift=boolean("drift_da2", "normalize_drift", self.normalize_drift),
-            affinity_floor=_non_negative_float("affinity_floor", self.affinity_floor),
             preset=one_of("drift_da2", "preset", self.preset, tuple(PRESETS)),
         )
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        for option, value in PRESETS[self.preset].items():
-            # an option left at its default takes the preset's value; a third value contradicts the preset
-            if getattr(self, option) not in (defaults[option], value):
-                raise ValueError(
-                    f"drift_da2: option {option!r} = {getattr(self, option)!r} contradicts preset = {self.preset!r} "
-                    f"(which sets {option} = {value!r}); drop one of them"
-                )
+        check = {"normalize_distances": lambda k, v: boolean("drift_da2", k, v),
+                 "normalize_drift": lambda k, v: boolean("drift_da2", k, v),
+                 "affinity_floor": _non_negative_float, "distance_floor": _non_negative_float}
+        preset = PRESETS[self.preset]
+        for option, paper in PAPER.items():
+            given = getattr(self, option)
+            if given is None:
+                set_frozen(self, **{option: preset.get(option, paper)})
+                continue
+            value = check[option](option, given)
+            # a value the preset does not set is refused whatever it equals (the paper's default included)
+            if option in preset and value != preset[option]:
+                raise OptionError("drift_da2", option, given,
+                                  f"{preset[option]!r} or no value: preset = {self.preset!r} sets it; drop one of them")
             set_frozen(self, **{option: value})
 
 
@@ -109,16 +127,27 @@ def _column_weights(a, b, x, y):
     return w_minus, w_plus
 
 
-def mean_distance(x, y, w_minus=None, w_plus=None, backend="auto") -> float:
+def mean_distance(x, y, w_minus=None, w_plus=None, backend="auto", distance_floor=0.0) -> float:
     """``mbar = sum_i sum_c w_c |x_i - z_c| / (N sum_c w_c)`` over the columns ``z = [X | Y]``.
 
-    Self pairs count (at distance 0); ``w`` defaults to 1.  Exact: the column
-    sums ``sum_i |x_i - z_c|`` are two fused passes of
-    :func:`wgfsim.primitives.distance_sums` (O(N (N + M)) time, O(N + M)
-    memory).  x (N, d), y (M, d), w- (N,), w+ (M,) -> float.
+    Self pairs count (at distance 0, or at ``distance_floor``: every distance
+    is then ``max(|x_i - z_c|, floor)``, the official code's); ``w`` defaults
+    to 1.  Exact: without a floor the column sums ``sum_i |x_i - z_c|`` are
+    two fused passes of :func:`wgfsim.primitives.distance_sums` (O(N (N + M))
+    time, O(N + M) memory); with one, explicit row blocks.  x (N, d), y (M, d),
+    w- (N,), w+ (M,) -> float.
     """
     xp = array_namespace(x)
     n, m = x.shape[0], y.shape[0]
+    if distance_floor > 0:
+        total_w = (n if w_minus is None else float(xp.sum(w_minus))) + (m if w_plus is None else float(xp.sum(w_plus)))
+        cols = xp.concat([y, x], axis=0)
+        w = xp.concat([xp.ones((m,), dtype=xp.float64) if w_plus is None else xp.astype(w_plus, xp.float64),
+                       xp.ones((n,), dtype=xp.float64) if w_minus is None else xp.astype(w_minus, xp.float64)])
+        total = 0.0
+        for start, stop, dist2 in _dist2_blocks(x, cols):
+            total += float(xp.sum(xp.sqrt(xp.maximum(dist2, distance_floor**2)) * w[None, :]))
+        return total / (n * total_w)
     to_x = xp.astype(primitives.distance_sums(x, x, backend=backend), xp.float64)  # (N,), symmetric
     to_y = xp.astype(primitives.distance_sums(y, x, backend=backend), xp.float64)  # (M,): sum_i |x_i - y_j|
     if w_minus is not None:
@@ -129,7 +158,64 @@ def mean_distance(x, y, w_minus=None, w_plus=None, backend="auto") -> float:
     return float(xp.sum(to_x) + xp.sum(to_y)) / (n * total_w)
 
 
-def _floored_difference(rows, x, y, row, col_plus, col_minus, w_plus, w_minus, eps, cost, floor, self_rows):
+def _dist2_blocks(rows, cols):
+    """``(start, stop, |rows[start:stop] - cols|^2)`` in row blocks of at most ``_CHUNK_ELEMENTS`` numbers.
+
+    Explicit differences, one coordinate at a time: never a (c, M + N, d) array, never the whole matrix.
+    """
+    xp = array_namespace(rows)
+    chunk = max(1, _CHUNK_ELEMENTS // cols.shape[0])
+    for start in range(0, rows.shape[0], chunk):
+        stop = min(rows.shape[0], start + chunk)
+        z = rows[start:stop]
+        dist2 = xp.zeros((stop - start, cols.shape[0]), dtype=rows.dtype)
+        for k in range(rows.shape[1]):
+            dk = cols[None, :, k] - z[:, k, None]
+            dist2 += dk * dk
+        yield start, stop, dist2
+
+
+def _cost(dist2, cost, distance_floor):
+    """The cost of squared distances: ``|x-y|`` or ``|x-y|^2/2``, distances floored at ``distance_floor``."""
+    xp = array_namespace(dist2)
+    if distance_floor > 0:
+        dist2 = xp.maximum(dist2, distance_floor**2)
+    return 0.5 * dist2 if cost == "sqeuclidean" else xp.sqrt(dist2)
+
+
+def _normalisers(rows, x, y, eps, cost, distance_floor, self_rows):
+    """``(R (G,), C+ (M,), C- (N,))`` of :func:`temperature_field`, summed explicitly over floored distances.
+
+    The fused primitives see exact distances; with a distance floor the
+    log-sum-exps are taken in row blocks here (the particle rows for the
+    column normalisers, with the self pair masked; ``rows`` for ``R``).
+    """
+    xp = array_namespace(x)
+    n, m = x.shape[0], y.shape[0]
+    cols = xp.concat([y, x], axis=0)
+    col = xp.full((m + n,), -math.inf, dtype=x.dtype)
+    row_x = xp.empty((n,), dtype=x.dtype)
+    for start, stop, dist2 in _dist2_blocks(x, cols):
+        logits = _cost(dist2, cost, distance_floor) * (-1.0 / eps)
+        r = xp.arange(stop - start)
+        logits[r, m + start + r] = -math.inf  # the self pair
+        top = xp.max(logits, axis=0)
+        top = xp.where(xp.isfinite(top), top, 0.0)  # a column whose only row in the block is its own (masked)
+        col = xp.logaddexp(col, top + xp.log(xp.sum(xp.exp(logits - top[None, :]), axis=0)))
+        row_top = xp.max(logits, axis=1)
+        row_x[start:stop] = row_top + xp.log(xp.sum(xp.exp(logits - row_top[:, None]), axis=1))
+    if self_rows:
+        return row_x, col[:m], col[m:]
+    row = xp.empty((rows.shape[0],), dtype=x.dtype)
+    for start, stop, dist2 in _dist2_blocks(rows, cols):
+        logits = _cost(dist2, cost, distance_floor) * (-1.0 / eps)
+        row_top = xp.max(logits, axis=1)
+        row[start:stop] = row_top + xp.log(xp.sum(xp.exp(logits - row_top[:, None]), axis=1))
+    return row, col[:m], col[m:]
+
+
+def _floored_difference(rows, x, y, row, col_plus, col_minus, w_plus, w_minus, eps, cost, floor, self_rows,
+                        distance_floor=0.0):
     """``S- P+ - S+ P-`` (G, d) with ``A = max(exp(l - R/2 - C/2), floor) * w``, evaluated in row blocks.
 
     ``S+-_i = sum_c A+-_ic``, ``P+-_i = sum_c A+-_ic (z_c - x_i)`` over the
@@ -157,7 +243,7 @@ def _floored_difference(rows, x, y, row, col_plus, col_minus, w_plus, w_minus, e
         for k in range(d):  # explicit differences, one coordinate at a time: no (c, M+N, d) array
             dk = cols[None, :, k] - z[:, k, None]  # (c, M+N)
             dist2 += dk * dk
-        c = 0.5 * dist2 if cost == "sqeuclidean" else xp.sqrt(dist2)
+        c = _cost(dist2, cost, distance_floor)
         log_a = c * (-1.0 / eps) - (0.5 * row[start:stop])[:, None] - (0.5 * col)[None, :]  # (c, M+N)
         if self_rows:
             r = xp.arange(stop - start)
@@ -171,7 +257,7 @@ def _floored_difference(rows, x, y, row, col_plus, col_minus, w_plus, w_minus, e
     return out
 
 
-def temperature_field(rows, x, y, w_minus, w_plus, eps, cost, floor, backend, self_rows=True):
+def temperature_field(rows, x, y, w_minus, w_plus, eps, cost, floor, backend, self_rows=True, distance_floor=0.0):
     """One temperature's field ``F`` (G, d) at the rows ``rows`` (G, d) for eps = T (times the scale).
 
     Column normalisers are the particle system's: ``C+_j = log sum_i e^{l(x_i,y_j)}``,
@@ -181,6 +267,10 @@ def temperature_field(rows, x, y, w_minus, w_plus, eps, cost, floor, backend, se
     a row that is not a particle masks nothing.
     """
     xp = array_namespace(x)
+    if distance_floor > 0:  # the official code's floored distances: every sum explicit
+        row, col_plus, col_minus = _normalisers(rows, x, y, eps, cost, distance_floor, self_rows)
+        return _floored_difference(rows, x, y, row, col_plus, col_minus, w_plus, w_minus, eps, cost, floor, self_rows,
+                                   distance_floor)
     kw = dict(eps=eps, cost=cost, backend=backend)
     col_plus = primitives.lse_cols(x, y, **kw)  # (M,)
     col_minus = primitives.lse(x, x, exclude_diagonal=True, **kw)  # (N,): the masked X-X block is symmetric
@@ -202,7 +292,7 @@ def _field(rows, x, y, a, b, params: Params, backend, self_rows):
     w_minus, w_plus = _column_weights(a, b, x, y)
     mbar = None
     if params.normalize_distances or params.normalize_drift:
-        mbar = mean_distance(x, y, w_minus, w_plus, backend=backend)
+        mbar = mean_distance(x, y, w_minus, w_plus, backend=backend, distance_floor=params.distance_floor)
         if not mbar > 0:
             raise ValueError("drift_da2: normalize_distances/normalize_drift need a positive mean distance; the particles and targets all coincide")
     scale = 1.0
@@ -212,10 +302,10 @@ def _field(rows, x, y, a, b, params: Params, backend, self_rows):
     v = 0.0
     for temperature in params.temperatures:
         args = (x, y, w_minus, w_plus, temperature * scale, params.cost, params.affinity_floor, backend)
-        ft = temperature_field(rows, *args, self_rows=self_rows)
+        ft = temperature_field(rows, *args, self_rows=self_rows, distance_floor=params.distance_floor)
         if params.normalize_drift:
             # RMS over all N x d entries of the particles' own field (the official force scale)
-            own = ft if self_rows else temperature_field(x, *args, self_rows=True)
+            own = ft if self_rows else temperature_field(x, *args, self_rows=True, distance_floor=params.distance_floor)
             ft = ft / max(rms(own) / math.sqrt(d), 1e-30)
         v = v + ft
     if params.normalize_drift:
@@ -263,5 +353,9 @@ FLOW = register(
         options_at_scale=lambda s: {"temperatures": s * s, "cost": "sqeuclidean"},
         hyper="temperatures",
         doc="docs/flows/drift_da2.md",
+        gap_decay=lambda p: ("laplace" if p.cost == "euclidean" else "gaussian", length_scale(p)),
+        pairs=lambda n, m, d, p: float(len(p.temperatures) * 2 * (n * m + n * n)),
+        no_two_atom="the joint row and column normalisation couples the atoms' weights; no closed form is derived",
+        examples=(dict(), dict(cost="sqeuclidean", normalize_distances=True, normalize_drift=True)),
     )
 )

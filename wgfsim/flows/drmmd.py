@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import array_namespace, to_numpy
-from . import Flow, register
+from ._registry import Flow, kernel_gap_decay, register, transport_gap_decay
 from ._common import KERNELS, bandwidths, log_weights, one_of, positive_floats, positive_int, set_frozen
 from .kale import SOLVERS, TargetKernel, length_scale, positive_float, single_gaussian, spd_solve
 from .mmd import kernel_pull
@@ -173,5 +173,14 @@ FLOW = register(
         hyper="bandwidth",
         two_atom=two_atom,
         doc="docs/flows/drmmd.md",
+        gap_decay=kernel_gap_decay,
+        # the steps at which halving moved no half-time by more than 6 % (docs/results.md, critic flows)
+        study_step=lambda p: 0.25 * p.lambda_ ** 0.4,
+        field_at_is_velocity=True,
+        # three dense (N + M)^2 Gram matrices below max_dense, matrix-free above
+        memory=lambda n, m, d, p: ({"drmmd Gram matrices": 3.0 * 8 * (n + m) ** 2}
+                                   if p.solver in ("auto", "dense") and n + m <= p.max_dense else {}),
+        pairs=lambda n, m, d, p: float((n + m) ** 2 * 4),
+        examples=(dict(bandwidth=0.8), dict(bandwidth=[0.5, 1.0], solver="cg"), dict(kernel="laplace")),
     )
 )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .. import primitives
 from .. import analytic
-from . import Flow, largest_bandwidth, register
+from ._registry import Flow, kernel_gap_decay, kernel_pairs, largest_bandwidth, register
 from ._common import KERNELS, bandwidths, boolean, log_weights, one_of, positive_floats, set_frozen
 
 
@@ -67,10 +67,16 @@ def _field_at(z, x, y, a, b, params: Params, ctx):
 
 
 def two_atom(D, pi, alpha, params: Params) -> float:
-    """The two-atom closed form at the overcrowded atom (docs/math.md#two-atoms), summed over bandwidths."""
-    if params.kernel != "gaussian" or params.exclude_self or isinstance(params.bandwidth, str):
+    """The two-atom closed form at the overcrowded atom (docs/math.md#two-atoms), summed over bandwidths.
+
+    Gaussian kernel: ``kappa = exp(-2 D^2 / sigma^2)``; Laplace kernel: ``kappa = exp(-2 D / h)``
+    (:func:`wgfsim.analytic.two_atom_kl_kde_laplace`).  NaN with ``exclude_self`` (the value then
+    depends on the numbers of particles) and for the data-dependent ``"median"``.
+    """
+    if params.exclude_self or isinstance(params.bandwidth, str):
         return math.nan
-    return float(sum(analytic.two_atom_kl_kde(D, s, pi, alpha) for s in params.bandwidth))
+    form = analytic.two_atom_kl_kde if params.kernel == "gaussian" else analytic.two_atom_kl_kde_laplace
+    return float(sum(form(D, s, pi, alpha) for s in params.bandwidth))
 
 
 FLOW = register(
@@ -85,5 +91,9 @@ FLOW = register(
         hyper="bandwidth",
         two_atom=two_atom,
         doc="docs/flows/kl_kde.md",
+        gap_decay=kernel_gap_decay,
+        field_at_is_velocity=True,
+        pairs=kernel_pairs,
+        examples=(dict(bandwidth=[0.5, 1.0]), dict(kernel="laplace", exclude_self=True), dict(bandwidth="median")),
     )
 )

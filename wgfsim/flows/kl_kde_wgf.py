@@ -34,6 +34,8 @@ Shapes: x (N, d), y (M, d), a (N,), b (M,) -> v (N, d).
 
 from __future__ import annotations
 
+import math
+
 import itertools
 from dataclasses import dataclass
 
@@ -41,7 +43,7 @@ import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace
-from . import Flow, largest_bandwidth, register
+from ._registry import Flow, largest_bandwidth, register
 from ._common import log_weights, one_of, positive_floats, positive_int, set_frozen, weights
 
 QUADRATURES = ("monte_carlo", "gauss_hermite")
@@ -157,5 +159,11 @@ FLOW = register(
         options_at_scale=lambda s: {"bandwidth": s},
         hyper="bandwidth",
         doc="docs/flows/kl_kde_wgf.md",
+        # the kernel smoothed once more by the noise sigma xi: E exp(-(s - sigma xi)^2 / (2 sigma^2)) ~ exp(-s^2 / (4 sigma^2))
+        gap_decay=lambda p: ("gaussian", math.sqrt(2.0) * largest_bandwidth(p)),
+        pairs=lambda n, m, d, p: float(len(p.bandwidth) * (p.n_mc if p.quadrature == "monte_carlo" else p.n_nodes ** d)
+                                       * (n * m + n * n)),
+        no_two_atom="a smoothed field: its two-atom value is an integral over the noise, with no closed form",
+        examples=(dict(bandwidth=0.7, n_mc=4), dict(bandwidth=0.7, quadrature="gauss_hermite", n_nodes=3)),
     )
 )

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .. import primitives
 from ..backend import array_namespace
 from .. import analytic
-from . import Flow, largest_bandwidth, register
+from ._registry import Flow, kernel_gap_decay, kernel_pairs, largest_bandwidth, register
 from ._common import KERNELS, bandwidths, log_weights, one_of, positive_floats, set_frozen, weights
 
 
@@ -111,5 +111,9 @@ FLOW = register(
         hyper="bandwidth",
         two_atom=two_atom,
         doc="docs/flows/mmd.md",
+        gap_decay=kernel_gap_decay,
+        field_at_is_velocity=True,
+        pairs=kernel_pairs,
+        examples=(dict(bandwidth=[0.5, 1.0]), dict(kernel="laplace")),
     )
 )

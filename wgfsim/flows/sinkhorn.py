@@ -36,7 +36,8 @@ import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace
-from . import Flow, register, sqrt_largest_epsilon
+from ..errors import OptionError
+from ._registry import Flow, register, sqrt_largest_epsilon, transport_gap_decay
 from ._common import cost_of, log_weights, positive_floats, positive_int, set_frozen, weights
 
 
@@ -51,9 +52,9 @@ class Params:
 
     def __post_init__(self):
         if self.scaling is not None and not (isinstance(self.scaling, (int, float)) and 0 < self.scaling < 1):
-            raise ValueError(f"sinkhorn: option 'scaling' expected a number in (0, 1) or none, got {self.scaling!r}")
+            raise OptionError("sinkhorn", "scaling", self.scaling, "a number in (0, 1) or none")
         if not isinstance(self.tol, (int, float)) or isinstance(self.tol, bool) or not self.tol > 0:
-            raise ValueError(f"sinkhorn: option 'tol' expected a positive number, got {self.tol!r}")
+            raise OptionError("sinkhorn", "tol", self.tol, "a positive number")
         set_frozen(
             self,
             epsilon=positive_floats("sinkhorn", "epsilon", self.epsilon),
@@ -178,7 +179,7 @@ def velocity(x, y, a, b, params: Params, ctx):
     unit = params.cost == "euclidean"
     v = 0.0
     for eps in params.epsilon:
-        key = ("sinkhorn", eps)
+        key = f"sinkhorn/{eps!r}"  # the carried state's keys are strings (a checkpoint stores them as they are)
         state = ctx.state.get(key) if params.warm_start else None
         if state is not None and (len(state) != 4 or state[0].dtype != x.dtype or state[0].shape[1] != x.shape[1]):
             state = None  # another dtype or dimension: cold start
@@ -228,5 +229,11 @@ FLOW = register(
         options_at_scale=lambda s: {"epsilon": s * s},
         hyper="epsilon",
         doc="docs/flows/sinkhorn.md",
+        study_options=lambda dim: {"max_iter": 100},  # the paper's iterations per step, warm-started
+        gap_decay=transport_gap_decay,
+        pairs=lambda n, m, d, p: float(len(p.epsilon) * ((p.max_iter + 1) * (2 * n * m + n * n))),
+        no_two_atom="the debiased Sinkhorn field between two atoms has no closed form at finite epsilon",
+        examples=(dict(epsilon=0.1, max_iter=30, tol=1e-30), dict(epsilon=0.1, cost="euclidean", max_iter=30, tol=1e-30),
+                  dict(epsilon=0.05, scaling=0.5, max_iter=20, tol=1e-30)),
     )
 )

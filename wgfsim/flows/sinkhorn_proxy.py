@@ -41,7 +41,7 @@ import numpy as np
 from .. import primitives
 from ..backend import array_namespace
 from .. import analytic
-from . import Flow, register, sqrt_largest_epsilon
+from ._registry import Flow, register, sqrt_largest_epsilon, transport_gap_decay
 from ._common import boolean, cost_of, positive_floats, set_frozen
 
 
@@ -201,5 +201,11 @@ FLOW = register(
         hyper="epsilon",
         two_atom=two_atom,
         doc="docs/flows/sinkhorn_proxy.md",
+        # the kernel exp(-c/eps): exp(-s^2/(2 eps)) for the squared cost, exp(-s/eps) for the Euclidean one
+        gap_decay=lambda p: (("gaussian", math.sqrt(max(p.epsilon))) if p.cost == "sqeuclidean"
+                             else ("laplace", float(max(p.epsilon)))),
+        field_at_is_velocity=True,
+        pairs=lambda n, m, d, p: float(len(p.epsilon) * 3 * (n * m + n * n)),
+        examples=(dict(epsilon=[0.1, 0.5]), dict(cost="euclidean", exclude_self=True)),
     )
 )

@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from ..backend import array_namespace
-from . import Flow, register
+from ._registry import Flow, kernel_gap_decay, register, transport_gap_decay
 from ._common import positive_int, set_frozen
 
 
@@ -246,5 +246,12 @@ FLOW = register(
         summary="sliced Wasserstein flow (Cozzi-Santambrogio 2025; Gretton et al. eq. 53)",
         hyper="n_projections",
         doc="docs/flows/sliced.md",
+        study_options=lambda dim: {"n_projections": 1 if dim == 1 else 100},  # in 1-D one direction is exact
+        gap_decay=transport_gap_decay,
+        # the projections (L x (N + M)) and the directions (L x d)
+        memory=lambda n, m, d, p: {"sliced projections": 8.0 * p.n_projections * (n + m + d)},
+        pairs=lambda n, m, d, p: float(p.n_projections * (n + m)),
+        no_two_atom="in 1-D it is w2_exact's field; in d > 1 its value averages over directions (no closed form)",
+        examples=(dict(n_projections=16),),
     )
 )

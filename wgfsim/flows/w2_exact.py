@@ -23,7 +23,7 @@ import numpy as np
 from .. import analytic
 from ..backend import array_namespace, to_numpy
 from ..primitives import dense
-from . import Flow, register
+from ._registry import Flow, kernel_gap_decay, register, transport_gap_decay
 from ._common import positive_int, set_frozen
 
 
@@ -77,5 +77,8 @@ FLOW = register(
         summary="exact W2 flow: barycentric projection of the network-simplex plan (POT ot.emd)",
         two_atom=lambda D, pi, alpha, params: analytic.two_atom_w2(D, math.nan, pi, alpha),
         doc="docs/flows/w2_exact.md",
+        gap_decay=transport_gap_decay,
+        memory=lambda n, m, d, p: {"w2_exact plan": 2.0 * 8 * n * m},  # the dense plan and cost
+        pairs=lambda n, m, d, p: float(n * m),
     )
 )

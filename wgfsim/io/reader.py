@@ -16,6 +16,10 @@ hundreds of points and for reading a live run between two of its records.
 (Dask-backed), for trajectories larger than memory: ``position`` is chunked
 one record of one run per chunk on disk, so ``chunks={"time": 1}`` reads one
 snapshot at a time.
+
+:func:`flow_params` gives each run's flow options back typed (the flow's
+``Params``).  The module is a little over 500 lines: the two readers share
+the decoding and locking helpers, which a split would have to export.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 
 from .schema import RUN_COORDS, RUN_TEXT_VARS, SchemaError, check_version
 
-__all__ = ["open_run", "open_sweep", "read_file", "run_index", "resolve_path"]
+__all__ = ["open_run", "open_sweep", "read_file", "run_index", "resolve_path", "flow_params"]
 
 _NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable"
 # per-point variables a sweep adds (status of the point's file)
@@ -491,3 +495,29 @@ def open_sweep(out_dir, *, layout: str = "grid", variables: Sequence[str] | None
 
     table = {k: per_run[k] for k in all_keys}
     return grid_layout(ds, keys, table)
+
+
+def flow_params(ds) -> list:
+    """Each run's flow options as typed ``(flow name, Params)`` pairs, from the stored ``flow_params`` JSON.
+
+    The stored text holds every option with its default filled, so
+    ``wgfsim.flows.make_params`` rebuilds exactly the ``Params`` the run used
+    (lists read back as the tuples the flow normalised them to).  Works on
+    :func:`open_run` and :func:`open_sweep` datasets (any run dimension).
+    The flows are imported here, on first call: reading a file needs no
+    kernel compiler.
+    """
+    from .. import flows
+
+    texts = np.asarray(ds["flow_params"].values).ravel()
+    out = []
+    for text in texts:
+        if not isinstance(text, str) and hasattr(text, "decode"):
+            text = text.decode()
+        if not text:  # a sweep point without a file yet
+            out.append((None, None))
+            continue
+        options = json.loads(str(text))
+        name = options.pop("flow")
+        out.append((name, flows.make_params(name, **options)))
+    return out

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import metrics as _metrics
+
 __all__ = [
     "SCHEMA_VERSION",
     "SCHEMA_ATTR",
@@ -45,14 +47,15 @@ SCHEMA_ATTR = "wgfsim_schema"
 
 DIMS = ("run", "time", "particle", "dim", "sample", "ref", "mode")
 
-# scalar (run, time) metrics; only those a scenario asks for are stored
-SCALAR_METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2", "energy", "velocity_rms", "loss", "fit_residual",
-                  "start_mmd2")
+# scalar (run, time) metrics, from the metric records (wgfsim.metrics.RECORDS); only those a scenario asks
+# for are stored.  A method's own per-record scalars (the generator's ``loss``) are declared by its record
+# (wgfsim.methods) and handed to the writer with the run (RunStore.create(extra_variables=...)).
+SCALAR_METRICS = _metrics.scalar_names()
 # coordinates every run has; swept hyper-parameters and data keys join them
 RUN_COORDS = ("flow", "method", "seed")
 # per-run JSON text written at creation
 RUN_TEXT_VARS = ("flow_params", "method_params")
-RECORD_KEYS = ("step", "t", "position", "velocity", "mode_mass") + SCALAR_METRICS
+RECORD_KEYS = ("step", "t", "position", "velocity", "mode_mass") + SCALAR_METRICS  # plus a method's extra variables
 # attributes the store owns: a caller setting them would make the provenance lie
 RESERVED_ATTRS = ("wgfsim_version", SCHEMA_ATTR, "start_time", "end_time", "status")
 
@@ -76,30 +79,13 @@ VARIABLES: dict[str, Variable] = {
     "reference": Variable(("ref", "dim"), "float64", "held-out target samples for the metrics", "data"),
     "mode_centre": Variable(("mode", "dim"), "float64", "centres of the target's modes", "data"),
     "target_mode_mass": Variable(("mode",), "float64", "fraction of the target sample nearest each mode", "1"),
-    "mode_mass": Variable(("run", "time", "mode"), "float64", "fraction of particles nearest each target mode",
-                          "1"),
-    "mmd2": Variable(("run", "time"), "float64", "MMD^2 to the reference (Gaussian kernel, median heuristic)",
-                     "1"),
-    "energy_distance": Variable(("run", "time"), "float64", "energy distance to the reference", "data"),
-    "sinkhorn": Variable(("run", "time"), "float64",
-                         "debiased Sinkhorn divergence to the reference (cost |x-y|^2/2)", "data^2"),
-    "w2": Variable(("run", "time"), "float64", "exact W2 distance to the reference", "data"),
-    "energy": Variable(("run", "time"), "float64",
-                       "the flow's own functional (docs/math.md; see flow_params)", "flow-specific"),
-    "velocity_rms": Variable(("run", "time"), "float64", "RMS of the velocity over the particles",
-                             "data / time"),
-    "loss": Variable(("run", "time"), "float64", "generator regression loss eta^2 mean |v|^2", "data^2"),
-    "fit_residual": Variable(("run", "time"), "float64",
-                             "generator fit residual of the step after this record: RMS|G_new(z) - G_old(z) - eta v| "
-                             "/ RMS|eta v| over the evaluation latents (0: step absorbed, 1: no move)", "1"),
-    "start_mmd2": Variable(("run", "time"), "float64",
-                           "generator start = 'init': MMD^2 of the fitted generator to a fresh [init] sample "
-                           "(first record only)", "1"),
     "step": Variable(("time",), "int64", "Euler (or generator training) step of each record", "1"),
     "t": Variable(("run", "time"), "float64",
                   "time: step * step_size (particles), step * drift_step (generator)", "time"),
     "flow_params": Variable(("run",), "str", "the flow's full options, defaults included (JSON)", ""),
     "method_params": Variable(("run",), "str", "the method's settings (JSON)", ""),
+    # the metrics, as their records declare them
+    **{r.name: Variable(r.dims, "float64", r.long_name, r.units) for r in _metrics.RECORDS.values()},
 }
 
 

@@ -6,13 +6,13 @@ pickle (:mod:`wgfsim.io.checkpoint`) on any machine, GPU runs included:
 
 - arrays are host copies under slash-separated keys (``x``, ``params/out.W``);
 - random generators are their bit-generator state as JSON (:func:`rng_state`);
-- a flow's carried state (Sinkhorn potentials, KALE's coefficients) is a JSON
-  description whose arrays sit under ``field/...`` (:func:`save_field`).
+- a flow's carried state (Sinkhorn potentials, KALE's coefficients; string
+  keys, :class:`wgfsim.flows.CarriedState`) is a JSON description whose arrays
+  sit under ``field/...`` (:func:`save_field`).
 """
 
 from __future__ import annotations
 
-import ast
 import json
 from typing import Any, Mapping
 
@@ -93,13 +93,13 @@ def _decode(spec, arrays: Mapping, xp):
 def save_field(field, ck: dict) -> None:
     """Put a :class:`wgfsim.flows.Field`'s generator and carried state into ``ck``."""
     ck["field_rng"] = rng_state(field.ctx.rng)
-    entries = [[repr(key), _encode(value, f"field/{i}", ck)] for i, (key, value) in enumerate(field.ctx.state.items())]
+    entries = [[key, _encode(value, f"field/{i}", ck)] for i, (key, value) in enumerate(field.state.items())]
     ck["field_state"] = dumps(entries)
 
 
 def restore_field(field, ck: Mapping, xp) -> None:
     """Overwrite ``field``'s generator and carried state with those saved by :func:`save_field`."""
     field.ctx.rng = rng_from(ck["field_rng"])
-    field.ctx.state.clear()  # keep the dict object: a Field's calls share it
+    field.state.clear()  # keep the dict object: a Field's calls share it
     for key, spec in loads(ck["field_state"]):
-        field.ctx.state[ast.literal_eval(key)] = _decode(spec, ck, xp)
+        field.state[key] = _decode(spec, ck, xp)  # a string key, stored as it is

@@ -328,10 +328,11 @@ class RunStore:
             self.dim = int(h["dim"].shape[0])
             self.n_modes = int(h["mode"].shape[0])
             self.record_velocity = "velocity" in h
-            self.metrics = tuple(m for m in SCALAR_METRICS if m in h)
             self._time_vars = tuple(
                 (h[ref].name.lstrip("/"), int(axis)) for ref, axis in h["time"].attrs["REFERENCE_LIST"]
             )
+            # the (run, time) numbers: the scalar metrics and a method's extra variables (the generator's loss)
+            self.metrics = tuple(name for name, _ in self._time_vars if name != "t" and h[name].ndim == 2)
             t = h["t"][...]  # (run, time)
             self._steps = [int(s) for s in h["step"][...]]
         # every accepted record has a finite t, and records are contiguous from 0
@@ -356,6 +357,7 @@ class RunStore:
         overwrite: bool = False,
         durable: bool = False,
         metrics=SCALAR_METRICS,
+        extra_variables: dict | None = None,
         mode_centres=None,
         target_mode_mass=None,
         run_text: dict | None = None,
@@ -391,7 +393,11 @@ class RunStore:
             fsync every record (survives power loss, not only a killed process).
         metrics : sequence of str
             The scalar metrics to store (a subset of :data:`SCALAR_METRICS`); a
-            record may only carry these.
+            record may only carry these (and ``extra_variables``).
+        extra_variables : dict, optional
+            A method's own per-record numbers, ``{name: Variable}`` with dims
+            ``("run", "time")`` (the generator's ``loss``; declared by its
+            method record, :mod:`wgfsim.methods`).
         mode_centres : (K, dim) array, optional
             The target's mode centres (``mode_centre``).
         target_mode_mass : (K,) array, optional
@@ -433,6 +439,11 @@ class RunStore:
         unknown = [m for m in metrics if m not in SCALAR_METRICS]
         if unknown:
             raise ValueError(f"metrics: unknown {unknown}; expected some of {list(SCALAR_METRICS)}")
+        extra = dict(extra_variables or {})
+        clash = [m for m in extra if m in _VARIABLES or m in DIMS or m in run_coords or extra[m].dims != ("run", "time")]
+        if clash:
+            raise ValueError(f"extra_variables: {clash} clash with the schema's names or are not (run, time) numbers")
+        metrics = metrics + tuple(extra)
         static = {}
         if mode_centres is not None:
             centres = np.asarray(to_numpy(mode_centres), dtype=np.float64)
@@ -478,7 +489,7 @@ class RunStore:
         coords["step"] = ("time", np.empty(0, np.int64))
         coords["t"] = (("run", "time"), np.empty((r, 0)))
         ds = xr.Dataset(data_vars, coords=coords)
-        for name, var in VARIABLES.items():
+        for name, var in {**VARIABLES, **extra}.items():
             if name in ds.variables:
                 ds[name].attrs["long_name"] = var.long_name
                 if var.units:
@@ -637,9 +648,9 @@ class RunStore:
         index = int(index)
         if not isinstance(record, dict):
             raise ValueError(f"record: expected a dict, got {type(record).__name__}")
-        unknown = [k for k in record if k not in RECORD_KEYS]
+        unknown = [k for k in record if k not in RECORD_KEYS and k not in self.metrics]
         if unknown:
-            raise ValueError(f"record: unknown keys {unknown}; expected some of {list(RECORD_KEYS)}")
+            raise ValueError(f"record: unknown keys {unknown}; expected some of {list(RECORD_KEYS + self.metrics)}")
         for key in ("step", "t", "position"):
             if key not in record:
                 raise ValueError(f"record: missing {key!r}; 'step', 't' and 'position' are required")
@@ -663,7 +674,7 @@ class RunStore:
             if mm.shape != (self.n_modes,):
                 raise ValueError(f"mode_mass: expected shape (n_modes,) = ({self.n_modes},), got {mm.shape}")
             values["mode_mass"] = mm
-        for name in SCALAR_METRICS:
+        for name in dict.fromkeys(SCALAR_METRICS + self.metrics):
             if record.get(name) is not None:
                 if name not in self.metrics:
                     raise ValueError(f"record: {name!r} is not stored in this file; it stores {list(self.metrics)}")

@@ -12,6 +12,7 @@ def rng(*words) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(w) for w in words]))
 
 
-def field(point, backend: str) -> Field:
-    """The run's bound field, on the stream ``[seed, 2]``."""
-    return Field(point.flow, rng=rng(point.seed, 2), backend=backend, **point.params)
+def field(point, backend: str, prune_tol=None) -> Field:
+    """The run's bound field, on the stream ``[seed, 2]``, from the point's resolved ``Params``."""
+    params = point.flow_params if point.flow_params is not None else point.params
+    return Field(point.flow, params=params, rng=rng(point.seed, 2), backend=backend, prune_tol=prune_tol)

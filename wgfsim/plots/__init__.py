@@ -36,14 +36,14 @@ def open_path(path):
     """
     import pathlib
 
-    from .runs import open_run
-    from .sweeps import open_sweep
+    from ..io import open_run, open_sweep
+    from .sweeps import SWEEP_VARIABLES
 
     p = pathlib.Path(path)
     if p.is_dir():
         if not (p / "sweep.json").is_file():
             raise ValueError(f"{p}: a folder, but not a wgfsim sweep (no sweep.json in it)")
-        return "sweep", open_sweep(p)
+        return "sweep", open_sweep(p, layout="points", variables=list(SWEEP_VARIABLES))
     if not p.exists() and not p.with_name(p.name + ".partial").exists():
         raise FileNotFoundError(f"{p}: no such file or folder")
     try:

@@ -10,7 +10,6 @@ over flow, method, seed and the swept keys; runs are reached by position
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
@@ -207,44 +206,28 @@ def panel_height(lo, hi, ndims: int, width: float) -> tuple[float, bool]:
 # ------------------------------------------------------------------ what the file says about the target
 
 
-def _attr_array(value) -> np.ndarray | None:
-    """An attribute holding numbers, as stored (a 1-D array) or as JSON text."""
-    if value is None:
-        return None
-    try:
-        return np.asarray(json.loads(value) if isinstance(value, str) else value, dtype=float)
-    except (ValueError, TypeError):
-        return None
-
-
 def mode_centres(ds) -> np.ndarray | None:
-    """The target's mode centres ``(K, dim)``: the variable ``mode_centre``, else the attribute ``mode_centres``."""
-    k, dim = ds.sizes.get("mode", 0), ds.sizes["dim"]
+    """The target's mode centres ``(K, dim)``: the variable ``mode_centre`` (None where a sweep's points differ in it)."""
+    k = ds.sizes.get("mode", 0)
     if k == 0:
         return None
     if "mode_centre" in ds and ds["mode_centre"].dims == ("mode", "dim"):
         return np.asarray(ds["mode_centre"].values, dtype=float)
-    # reader: files of schema 1 keep the centres as a JSON attribute
-    centres = _attr_array(ds.attrs.get("mode_centres"))
-    return centres.reshape(k, dim) if centres is not None and centres.size == k * dim else None
+    return None  # the reader refuses files of schema 1 (which kept the centres as an attribute)
 
 
 def target_mode_mass(ds) -> np.ndarray | None:
     """The target sample's mode masses ``(K,)``, or None when the file does not say where the modes are.
 
-    Sources in order: the variable ``target_mode_mass``; the attribute of the
-    same name (JSON text); the nearest-centre masses of the stored ``target``
-    sample about :func:`mode_centres` (the rule of :func:`wgfsim.metrics.mode_mass`).
+    Sources in order: the variable ``target_mode_mass``; the nearest-centre
+    masses of the stored ``target`` sample about :func:`mode_centres` (the rule
+    of :func:`wgfsim.metrics.mode_mass`).
     """
     k = ds.sizes.get("mode", 0)
     if k == 0:
         return None
     if "target_mode_mass" in ds and ds["target_mode_mass"].dims == ("mode",):
         return np.asarray(ds["target_mode_mass"].values, dtype=float)
-    # reader: files of schema 1 keep the target's mode masses as a JSON attribute
-    given = _attr_array(ds.attrs.get("target_mode_mass"))
-    if given is not None and given.size == k:
-        return given.ravel()
     centres = mode_centres(ds)
     if centres is None or ds["target"].dims != ("sample", "dim"):
         return None

@@ -33,17 +33,11 @@ from ._common import (DPI, METHOD_COLOUR, METHOD_ORDER, METHOD_STYLE, TARGET_COL
                       legend, limits, panel_height, parse_dims, record, runs, scalar_metrics, target_mode_mass, title,
                       written)
 from ._common import name as scenario_name
+from ..io import open_run
 
-__all__ = ["plot_all", "snapshots", "metric_curves", "mode_mass_curves", "velocity_quiver", "open_run"]
+__all__ = ["plot_all", "snapshots", "metric_curves", "mode_mass_curves", "velocity_quiver"]
 
 MAX_ARROWS = 400  # per quiver panel: more particles are subsampled evenly
-
-
-def open_run(path):
-    """The stored run group at ``path`` (:func:`wgfsim.open_run`)."""
-    import wgfsim
-
-    return wgfsim.open_run(path)
 
 
 # ------------------------------------------------------------------ snapshots
@@ -313,7 +307,7 @@ def plot_all(ds_or_path, out_dir, dims=None) -> list[pathlib.Path]:
     snapshots (default the first two; see :func:`snapshots`).
     """
     if isinstance(ds_or_path, (str, os.PathLike)):
-        ds = open_run(ds_or_path)
+        ds = open_run(ds_or_path)  # the one reader, wgfsim.io.open_run
         stem = pathlib.Path(ds_or_path).name.removesuffix(".partial").removesuffix(".h5")
     else:
         ds = ds_or_path

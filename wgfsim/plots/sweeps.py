@@ -31,8 +31,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ._common import DPI, METHOD_ORDER, figure, fmt, hyper, limits, missing, parse_dims, values
+from ..io import open_sweep
+from ..io.schema import SCALAR_METRICS
 
-__all__ = ["open_sweep", "sample_grid", "final_metric_figure", "plot_sweep", "sweep_summary"]
+__all__ = ["SWEEP_VARIABLES", "sample_grid", "final_metric_figure", "plot_sweep", "sweep_summary"]
 
 DIM = "point"
 BINS = 60  # histogram bins per axis in each sample-grid panel
@@ -40,17 +42,14 @@ CELL = 1.45  # inches per sample-grid panel
 GRID_CMAP = "viridis"
 
 
-def open_sweep(path):
-    """A sweep folder's points (:func:`wgfsim.open_sweep` with ``layout="points"``), with what the figures draw.
+# what the sweep figures draw: a sweep folder is read by the one reader, wgfsim.open_sweep(path,
+# layout="points", variables=SWEEP_VARIABLES); only the positions, the target, the flows' stored options and
+# the scalar metrics (not the velocities nor the mode masses), so a large sweep loads faster
+SWEEP_VARIABLES = ("position", "target", "flow_params", *SCALAR_METRICS)
 
-    Only the positions, the target, the flows' stored options and the scalar
-    metrics are read (not the velocities nor the mode masses): a large sweep
-    loads faster.
-    """
-    import wgfsim
-    from ..io.schema import SCALAR_METRICS
 
-    return wgfsim.open_sweep(path, layout="points", variables=["position", "target", "flow_params", *SCALAR_METRICS])
+def _open(path):
+    return open_sweep(path, layout="points", variables=list(SWEEP_VARIABLES))
 
 
 # ------------------------------------------------------------------ reading the points
@@ -405,7 +404,7 @@ def plot_sweep(ds_or_path, out_dir, dims=None, metric: str = "mmd2") -> list[pat
     stores ``metric``; else the first scalar metric it stores); ``STEM`` is
     the sweep's scenario name.
     """
-    ds = open_sweep(ds_or_path) if isinstance(ds_or_path, (str, pathlib.Path)) else ds_or_path
+    ds = _open(ds_or_path) if isinstance(ds_or_path, (str, pathlib.Path)) else ds_or_path
     stem = ds.attrs.get("scenario_name") or "sweep"
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

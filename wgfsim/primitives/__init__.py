@@ -20,6 +20,8 @@ Backends: ``numpy`` (dense float64 reference), ``numba`` (fused CPU kernel),
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 
 import numpy as np
@@ -27,9 +29,41 @@ import numpy as np
 from .. import backend as _backends
 from ..backend import resolve_backend
 
-__all__ = ["lse_bary", "lse_shift", "lse", "lse_cols", "distance_sums", "COSTS"]
+__all__ = ["lse_bary", "lse_shift", "lse", "lse_cols", "distance_sums", "COSTS", "DEFAULT_PRUNE_TOL", "pruning",
+           "current_prune_tol"]
 
 COSTS = ("sqeuclidean", "euclidean")
+
+# the block-sparse kernel's default tolerance: the share of each row's sum it may skip (wgfsim.primitives.prune);
+# a run sets its own (scenario run.prune_tol, Field(prune_tol=...)) and stores it with its settings
+DEFAULT_PRUNE_TOL = 1e-12
+_PRUNE_TOL: contextvars.ContextVar = contextvars.ContextVar("wgfsim_prune_tol", default=None)
+
+
+@contextlib.contextmanager
+def pruning(tol):
+    """Within the block, calls that give no ``prune_tol`` use ``tol`` (None: :data:`DEFAULT_PRUNE_TOL`).
+
+    A context variable, so a bound field sets its run's tolerance around its
+    flow's calls without threading it through every flow.
+    """
+    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1):
+        from ..errors import OptionError
+
+        raise OptionError("primitives", "prune_tol", tol, "a number in [0, 1) (0: every pair)")
+    token = _PRUNE_TOL.set(tol)
+    try:
+        yield
+    finally:
+        _PRUNE_TOL.reset(token)
+
+
+def current_prune_tol(tol=None) -> float:
+    """The tolerance in force: ``tol`` if given, else the enclosing :func:`pruning` block's, else the default."""
+    if tol is not None:
+        return float(tol)
+    current = _PRUNE_TOL.get()
+    return DEFAULT_PRUNE_TOL if current is None else float(current)
 
 
 def _kernels(backend, *arrays):
@@ -74,7 +108,7 @@ def lse_shift(x, y, g=None, *, eps, cost="sqeuclidean", exclude_diagonal=False, 
 
 def _pruning(kernels, prune_tol):
     """``tol`` for kernels that prune (their module says ``PRUNES = True``); others compute every pair."""
-    return {"tol": prune_tol} if prune_tol is not None and getattr(kernels, "PRUNES", False) else {}
+    return {"tol": current_prune_tol(prune_tol)} if getattr(kernels, "PRUNES", False) else {}
 
 
 def distance_sums(x, y, *, backend="auto"):

@@ -40,11 +40,9 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["lse_shift", "lse_shift_dense", "distance_sums", "BLOCK", "block_update", "empty_state", "finish_row", "nan_rows", "as_inputs"]
+__all__ = ["lse_shift_dense", "distance_sums", "BLOCK", "block_update", "empty_state", "finish_row", "nan_rows", "as_inputs"]
 
 BLOCK = 256
-# lse_shift takes a pruning tolerance (see wgfsim.primitives.prune)
-PRUNES = True
 # fastmath without 'nnan'/'ninf': -inf is the sentinel of an empty maximum and of masked pairs
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # the exponential's own flags: no 'reassoc', which would fold (a + magic) - magic into a
@@ -369,18 +367,6 @@ def nan_rows(x, y, g, lse, shift):
         lse[bad] = np.nan
         if shift is not None:
             shift[bad] = np.nan
-
-
-def lse_shift(x, y, g, eps, cost="sqeuclidean", exclude_diagonal=False, unit=False, with_shift=True, tol=None):
-    """Numba implementation of :func:`wgfsim.primitives.lse_shift` (NumPy in, NumPy out).
-
-    Block-sparse (:mod:`wgfsim.primitives.prune`) where that saves work:
-    ``tol`` is the share of each row's sum that may be skipped (``None``: the
-    module default ``prune.DEFAULT_TOL``, 1e-12; 0: every pair).
-    """
-    from . import prune  # prune builds on this module's block routine
-
-    return prune.lse_shift(x, y, g, eps, cost, exclude_diagonal, unit, with_shift, tol=tol)
 
 
 def lse_shift_dense(x, y, g, eps, cost="sqeuclidean", exclude_diagonal=False, unit=False, with_shift=True):

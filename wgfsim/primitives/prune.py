@@ -43,10 +43,14 @@ import numba
 import numpy as np
 
 from . import cpu
+from . import current_prune_tol
 
-__all__ = ["lse_shift", "DEFAULT_TOL", "kd_blocks"]
+__all__ = ["lse_shift", "distance_sums", "kd_blocks", "PRUNES"]
 
-DEFAULT_TOL = 1e-12
+# the numba backend's kernels module (wgfsim.backend): the pruned reduction here, the distance sums of cpu.py;
+# PRUNES tells wgfsim.primitives to pass the run's tolerance (wgfsim.primitives.current_prune_tol)
+PRUNES = True
+distance_sums = cpu.distance_sums
 # points per block: smaller blocks bound more tightly, larger ones cost less per visit
 # (rows only set the bound's box, so they can be finer than the columns)
 ROW_LEAF = 32
@@ -310,9 +314,9 @@ def lse_shift(x, y, g, eps, cost="sqeuclidean", exclude_diagonal=False, unit=Fal
               tol=None, stats=None):
     """Block-sparse :func:`wgfsim.primitives.lse_shift` on the CPU (NumPy in, NumPy out).
 
-    Same arguments and results as :func:`wgfsim.primitives.cpu.lse_shift`,
+    Same arguments and results as :func:`wgfsim.primitives.cpu.lse_shift_dense`,
     plus ``tol`` (relative share of each row's sum that may be skipped; 0 =
-    dense; ``None``: ``DEFAULT_TOL``, read at each call) and ``stats``, a dict that receives ``pairs`` (visited) and
+    dense; ``None``: the tolerance in force, :func:`wgfsim.primitives.current_prune_tol`) and ``stats``, a dict that receives ``pairs`` (visited) and
     ``path`` (``"pruned"`` or why the dense kernel ran).
     """
     n, d = x.shape
@@ -323,7 +327,7 @@ def lse_shift(x, y, g, eps, cost="sqeuclidean", exclude_diagonal=False, unit=Fal
             stats.update(path=why, pairs=n * m)
         return cpu.lse_shift_dense(x, y, g, eps, cost, exclude_diagonal, unit, with_shift)
 
-    tol = DEFAULT_TOL if tol is None else float(tol)
+    tol = current_prune_tol(tol)
     if not tol > 0:
         return dense("off")
     if n * m < MIN_PAIRS or d == 0:

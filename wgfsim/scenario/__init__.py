@@ -8,9 +8,9 @@ how to run them (docs/user_guide.md, "Scenario files")::
     [init]        # kind + options + n; drawn from each run's seed
     [[flow]]      # name + that flow's options (wgfsim.flows)
     [run]         # methods, steps, step_size, record_every, seeds, backend, dtype,
-                  # minibatch, record_velocity
+                  # minibatch, record_velocity, prune_tol
     [metrics]     # names, reference_n, sinkhorn_epsilon, w2_max_points (optional table)
-    [generator]   # only with "generator" in run.methods (optional table)
+    [generator]   # a method's own table: only with "generator" in run.methods (optional)
 
 Sweeps.  In a ``[[flow]]`` table a list value is a sweep axis
 (``bandwidth = [0.25, 0.5]`` is two runs) and a list of lists gives
@@ -28,6 +28,11 @@ Every mistake is found here, before any work, and reported as one
 :class:`ScenarioError` whose text is
 ``"<file>: <key.path>: <what was wrong>; expected <what>"`` (plus
 ``"; did you mean 'X'?"`` for misspelt keys).
+
+Modules: :mod:`.spec` (the dataclasses), :mod:`.check` (the checks and their
+one message grammar), :mod:`.load` (TOML -> spec), :mod:`.expand` (runs, each
+with its resolved flow ``Params``), :mod:`.identity` (one run identity for
+file names and resume), :mod:`.resources` (the memory and pairs estimate).
 
 Public calls: :func:`load`, :func:`loads`, :func:`expand`, and the dataclasses
 :class:`Scenario`, :class:`DistSpec`, :class:`FlowSpec`, :class:`RunSpec`,

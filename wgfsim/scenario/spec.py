@@ -6,34 +6,38 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .. import metrics as _metrics
+from .. import methods as _methods
 from .. import targets as _targets
+from ..errors import OptionError
+from ..primitives import DEFAULT_PRUNE_TOL
 from ..methods.generator.mlp import ACTIVATIONS as _ACTIVATIONS
-from ..methods.generator.mlp import MLPConfig
-from ..methods.generator.train import TrainConfig
+from ..methods.generator.method import GeneratorSpec, _MLP_FIELDS  # noqa: F401 - re-exported: the [generator] table
 
-
-METHODS = ("particles", "generator")
-METRICS = ("mmd2", "energy_distance", "sinkhorn", "w2", "mode_mass", "energy", "velocity_rms")
+METHODS = tuple(_methods.RECORDS)  # from the method records
+METRICS = tuple(_metrics.RECORDS)  # from the metric records
 DTYPES = ("float64", "float32")
 ACTIVATIONS = tuple(_ACTIVATIONS)
 DEFAULT_N = 1024  # samples / particles when [target] or [init] gives no n
+
+
 # [init] kind = "generator": the particles start at samples of the untrained generator of the run's
 # seed and [generator] settings (wgfsim.methods.generator.start), so no wgfsim.targets kind builds it
 INIT_GENERATOR = "generator"
-# [generator] start: "random" (the seeded initialisation, t = 0 is the untrained network) or "init"
-# (the network fitted to the [init] measure before t = 0; wgfsim.methods.generator.start)
-GENERATOR_STARTS = ("random", "init")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(OptionError):
     """A user mistake in a scenario; ``str(err)`` is the whole message.
 
-    ``source`` is the file (or ``"<string>"``) and ``path`` the key path
-    (``flow[1].bandwidth``) where known.
+    An :class:`~wgfsim.errors.OptionError` whose ``owner`` is the file (or
+    ``"<string>"``, also ``source``) and ``key`` the key path
+    (``flow[1].bandwidth``, also ``path``) where known.
     """
 
-    def __init__(self, message: str, *, source: str | None = None, path: str | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, *, source: str | None = None, path: str | None = None, value=None,
+                 expected: str = ""):
+        ValueError.__init__(self, message)
+        self.owner, self.key, self.value, self.expected, self.hint = source or "<scenario>", path or "", value, expected, None
         self.source = source
         self.path = path
 
@@ -97,7 +101,9 @@ class RunSpec:
     """The ``[run]`` table.
 
     ``minibatch = 0`` gives the flow the full target sample each step, else a
-    fresh target minibatch of that size per step.  ``step_size`` is NaN
+    fresh target minibatch of that size per step.  ``prune_tol`` is the
+    block-sparse kernel's tolerance (:mod:`wgfsim.primitives.prune`: the share
+    of each row's sum it may skip; 0 computes every pair).  ``step_size`` is NaN
     when the file gives none and ``methods`` has no ``"particles"`` (the
     generator's time step is ``generator.drift_step``).
     """
@@ -111,49 +117,25 @@ class RunSpec:
     dtype: str = "float64"
     minibatch: int = 0
     record_velocity: bool = False
+    prune_tol: float = DEFAULT_PRUNE_TOL
 
 
-@dataclass(frozen=True)
-class MetricsSpec:
-    """The ``[metrics]`` table.
-
-    ``names`` defaults to every metric (without ``mode_mass`` when no target
-    data point has mode centres; with a sweep over kinds some points may
-    still lack them); ``reference_n`` defaults to the target's n.
-    """
-
-    names: tuple[str, ...] = METRICS
-    reference_n: int = DEFAULT_N
-    sinkhorn_epsilon: float | None = None
-    w2_max_points: int = 2000
-
-
-# generator settings a scenario may give: the generator's own configs, less what the run sets
-# (the data dimension, the minibatch, the schedule's length), plus eval_n
-_MLP_FIELDS = tuple(f for f in dataclasses.fields(MLPConfig) if f.name != "out_dim")
-_TRAIN_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if f.name not in ("mlp", "minibatch", "total_steps"))
-
-GeneratorSpec = dataclasses.make_dataclass(
-    "GeneratorSpec",
-    [(f.name, f.type, dataclasses.field(default=f.default)) for f in _MLP_FIELDS + _TRAIN_FIELDS]
-    + [("eval_n", "int | None", dataclasses.field(default=None)),
-       ("start", "str", dataclasses.field(default="random")),
-       ("start_steps", "int", dataclasses.field(default=2000))],
+# the [metrics] table: names, reference_n, and one field per option a metric record declares
+# (sinkhorn_epsilon, w2_max_points)
+MetricsSpec = dataclasses.make_dataclass(
+    "MetricsSpec",
+    [("names", "tuple[str, ...]", dataclasses.field(default=METRICS)),
+     ("reference_n", "int", dataclasses.field(default=DEFAULT_N))]
+    + [(o.key, "Any", dataclasses.field(default=o.default)) for r in _metrics.RECORDS.values() for o in r.options],
     frozen=True,
 )
-GeneratorSpec.__module__ = __name__
-GeneratorSpec.__doc__ = """The ``[generator]`` table: the amortized one-step generator's settings.
+MetricsSpec.__module__ = __name__
+MetricsSpec.__doc__ = """The ``[metrics]`` table.
 
-Its fields are those of :class:`wgfsim.methods.generator.mlp.MLPConfig` (``latent_dim``,
-``width``, ``depth``, ``activation``) and :class:`wgfsim.methods.generator.TrainConfig`
-(``learning_rate``, ``inner_steps``, ``batch_size``, ``drift_step``,
-``lr_schedule``, ``ema_decay``), with their defaults, derived from them so the
-two never drift apart; plus ``eval_n`` (samples drawn for metrics, default the
-init's n), ``start`` (``"random"``: t = 0 is the seeded untrained network;
-``"init"``: the network is first fitted to the ``[init]`` measure,
-:mod:`wgfsim.methods.generator.start`) and ``start_steps`` (Adam steps of
-that fit).  The run supplies the data dimension, the minibatch and the
-schedule's length (``run.steps``).
+``names`` defaults to every metric (without ``mode_mass`` when no target
+data point has mode centres; with a sweep over kinds some points may
+still lack them); ``reference_n`` defaults to the target's n; the other
+fields are the options the metric records declare (:data:`wgfsim.metrics.RECORDS`).
 """
 
 
@@ -174,7 +156,7 @@ class Scenario:
     flows: tuple[FlowSpec, ...]
     run: RunSpec
     metrics: MetricsSpec
-    generator: GeneratorSpec | None = None
+    tables: dict = dataclasses.field(default_factory=dict)  # method table name -> its spec ([generator])
     overrides: tuple[str, ...] = ()
     description: str = ""
     data_sweeps: tuple[str, ...] = ()  # key paths of swept [target]/[init] values, e.g. ("target.separation",)
@@ -185,6 +167,11 @@ class Scenario:
         return bool(self.data_sweeps)
 
     @property
+    def generator(self):
+        """The ``[generator]`` table's spec, or None (a name kept for readers; see ``tables``)."""
+        return self.tables.get("generator")
+
+    @property
     def base_dir(self) -> str:
         return self.target.base_dir
 
@@ -193,7 +180,10 @@ class Scenario:
 class RunPoint:
     """One run: a flow with scalar (or list-valued) options, a method, a seed and the data.
 
-    ``params`` go straight to ``wgfsim.flows.make_params(flow, **params)``;
+    ``params`` are the options as written (``wgfsim.flows.make_params(flow,
+    **params)``); ``flow_params`` is that flow's validated ``Params``, resolved
+    once at expansion (defaults filled): every consumer (the methods, the
+    run's identity, the stored ``flow_params``) reads it, never rebuilds it;
     ``coords`` holds the swept keys and their values for this run (always
     ``flow``, ``method`` and ``seed``; data sweeps as ``"target.<option>"``;
     list values of a swept option as strings such as ``"[0.25, 0.5]"``).
@@ -206,6 +196,7 @@ class RunPoint:
     target: DistSpec
     init: DistSpec
     coords: dict
+    flow_params: Any = None
 
     @property
     def label(self) -> str:

@@ -2,24 +2,25 @@
 
 A study that puts every flow of the registry on one problem needs, per flow,
 
-* how its field decays across a gap of width ``s`` (:func:`gap_decay`): the
-  registry's ``gap_decay(params) -> (law, length)`` with ``law`` one of
-  ``"gaussian"`` (``exp(-s^2 / (2 l^2))``), ``"laplace"`` (``exp(-s / l)``)
-  or ``"none"`` (transport flows, whose field does not decay);
-* its options at the study's length scale sigma (the registry's
-  ``options_at_scale``), or its transport options where it has no scale;
-* a stable Euler step and a horizon (:func:`flow_settings`): kernel flows
-  step 1.0 (sigma = 1, docs/results.md); the critic flows' fields grow like
-  ``1/lambda`` on samples, so their step follows lambda,
-  ``eta = c lambda^0.4`` with ``c = 0.5`` (KALE) and ``0.25`` (DrMMD, whose
-  field is near twice KALE's): the curve through the steps at which halving
-  the step moved no half-time by more than 6 % (0.5 and 0.2 for KALE, 0.25
-  and 0.1 for DrMMD at lambda = 1 and 0.1); transport flows move the mass
-  in about one unit of time whatever the gap, so they take steps of 0.1 over
-  a short horizon.
+* how its field decays across a gap of width ``s`` (:func:`gap_decay`, the
+  registry's ``gap_decay(params) -> (law, length)``): ``"gaussian"``
+  (``exp(-s^2 / (2 l^2))``), ``"laplace"`` (``exp(-s / l)``) or ``"none"``
+  (transport flows, whose field does not decay);
+* its options: flows whose field decays take the study's length scale sigma
+  (the registry's ``options_at_scale``); transport flows take their
+  ``study_options(dim)`` and, where they have a length (Sinkhorn's
+  ``sqrt(eps)``), ``transport_length`` << the gap;
+* a stable Euler step and a horizon (:func:`flow_settings`): the registry's
+  ``study_step(params)`` where the flow declares one (the critics, whose fields
+  grow like ``1/lambda`` on samples: ``0.5 lambda^0.4`` for KALE and
+  ``0.25 lambda^0.4`` for DrMMD, the curve through the steps at which halving
+  the step moved no half-time by more than 6 %: 0.5 and 0.2, 0.25 and 0.1 at
+  lambda = 1 and 0.1), else 1.0 (kernel flows at sigma = 1,
+  docs/results.md); transport flows move the mass in about one unit of time
+  whatever the gap, so they take steps of 0.1 over a short horizon.
 
-The guide a study draws for a flow (:func:`guide_slope`) is the log of
-``1/kappa`` with ``kappa`` its gap decay at the separation ``s``.
+The guide a study draws for a flow (:func:`log_inverse_decay`) is the log of
+``1/kappa(s)`` with ``kappa`` its gap decay at the separation ``s``.
 """
 
 from __future__ import annotations
@@ -29,33 +30,25 @@ from dataclasses import dataclass
 
 from .. import flows as _flows
 
-__all__ = ["gap_decay", "FlowSetting", "flow_settings", "log_inverse_decay", "parse_flow_list", "TRANSPORT_OPTIONS"]
-
-# transport flows at the options the mass-transfer study gives them (sinkhorn: eps << separation^2, the paper's
-# 100 iterations warm-started; sliced: in 1-D one direction is exact)
-TRANSPORT_OPTIONS = {"sinkhorn": {"epsilon": 0.1, "max_iter": 100}, "sliced": {"n_projections": 1}, "w2_exact": {}}
-# critic flows: step c * lambda^0.4 (module docstring)
-_CRITIC_STEP = {"kale": 0.5, "drmmd": 0.25}
+__all__ = ["gap_decay", "FlowSetting", "flow_settings", "log_inverse_decay", "parse_flow_list", "is_transport"]
 
 
 def gap_decay(name: str, params) -> tuple[str, float]:
-    """``(law, length)`` of flow ``name``'s field across a gap, from the registry's ``gap_decay``.
+    """``(law, length)`` of flow ``name``'s field across a gap (the registry's ``gap_decay``).
 
     ``params``: the flow's Params (or a dict of options).
     """
     flow = _flows.get(name)
     if isinstance(params, dict):
         params = _flows.make_params(name, **params)
-    own = getattr(flow, "gap_decay", None)
-    if own is not None:
-        return own(params)
-    # until the registry carries gap_decay: the kernel's law from its options, transport flows none
-    if flow.length_scale is None or name in TRANSPORT_OPTIONS:
-        return "none", math.nan
-    kernel = getattr(params, "kernel", "gaussian")
-    cost = getattr(params, "cost", "sqeuclidean")
-    law = "laplace" if kernel == "laplace" or cost == "euclidean" else "gaussian"
-    return law, float(flow.length_scale(params))
+    if flow.gap_decay is None:
+        raise ValueError(f"{name}: the flow record declares no gap_decay")
+    return flow.gap_decay(params)
+
+
+def is_transport(name: str) -> bool:
+    """Whether the flow's field does not decay across a gap (at its default options)."""
+    return gap_decay(name, {})[0] == "none"
 
 
 def log_inverse_decay(law: str, length: float, s):
@@ -86,28 +79,29 @@ class FlowSetting:
 
 
 def flow_settings(name: str, sigma: float, *, horizon: float = 600.0, transport_horizon: float = 3.0,
-                  max_records: int = 300, extra: dict | None = None) -> FlowSetting:
+                  transport_length: float = math.sqrt(0.1), dim: int = 1, max_records: int = 300,
+                  extra: dict | None = None) -> FlowSetting:
     """The settings of flow ``name`` at length scale ``sigma`` (module docstring).
 
-    ``horizon``: the time kernel flows run (``steps = horizon / step``);
-    ``transport_horizon``: the same for flows whose field does not decay;
-    ``extra``: options given by the caller (e.g. ``lambda_``), over the
-    registry's ``options_at_scale(sigma)``.
+    ``horizon``: the time flows whose field decays run (``steps = horizon / step``);
+    ``transport_horizon``: the same for the others, which take
+    ``transport_length`` as their length where they have one;
+    ``extra``: options given by the caller (e.g. ``lambda_``), over the registry's.
     """
     flow = _flows.get(name)
     extra = dict(extra or {})
-    if flow.options_at_scale is not None and name not in TRANSPORT_OPTIONS:
-        options = {**flow.options_at_scale(sigma), **extra}
-    else:
-        options = {**TRANSPORT_OPTIONS.get(name, {}), **extra}
-    law, length = gap_decay(name, options)
-    if law == "none":
+    if is_transport(name):
+        options = dict(flow.study_options(dim)) if flow.study_options is not None else {}
+        if flow.options_at_scale is not None:
+            options.update(flow.options_at_scale(transport_length))
+        options.update(extra)
         eta, t_end = 0.1, transport_horizon
     else:
-        lam = float(options.get("lambda_", 1.0))
-        eta = _CRITIC_STEP[name] * lam ** 0.4 if name in _CRITIC_STEP else 1.0
-        eta = float(f"{eta:.2g}")
+        options = {**(flow.options_at_scale(sigma) if flow.options_at_scale is not None else {}), **extra}
+        params = _flows.make_params(name, **options)
+        eta = float(f"{flow.study_step(params):.2g}") if flow.study_step is not None else 1.0
         t_end = horizon
+    law, length = gap_decay(name, options)
     steps = max(1, int(round(t_end / eta)))
     return FlowSetting(name, options, eta, steps, max(1, -(-steps // max_records)), law, length)
 

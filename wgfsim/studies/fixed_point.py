@@ -45,7 +45,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import flows as _flows
-from ._settings import TRANSPORT_OPTIONS, FlowSetting, flow_settings
+from ._settings import FlowSetting, flow_settings, is_transport
 
 __all__ = ["part_a", "part_b", "part_c", "part_d", "scenario_text", "main", "PARTS"]
 
@@ -241,7 +241,7 @@ def part_b(out_dir, *, sigmas=(0.5, 1.0, 2.0), separation: float = 4.0, flows=No
     # the flows with a length scale (sinkhorn is run as a transport flow, its eps fixed << separation^2),
     # and w2_exact as the transport reference
     flows = flows or [(f, o) for f, o in _all_flows() if _flows.get(f).options_at_scale is not None
-                      and f not in TRANSPORT_OPTIONS] + [("w2_exact", {})]
+                      and not is_transport(f)] + [("w2_exact", {})]
     gen = {"width": 64, "depth": 2, **(generator or {})}
     rows, t0 = [], time.perf_counter()
     for sigma in sigmas:

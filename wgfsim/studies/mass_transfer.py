@@ -294,8 +294,14 @@ def mass_transfer_study(
             st = dataclasses.replace(st, step_size=kernel_step_size, steps=kernel_steps,
                                      record_every=max(1, -(-kernel_steps // 300)))
         settings.append(st)
-    # sinkhorn: 100 iterations per step (the paper's), warm-started; sliced: in 1-D one direction is exact
-    transport_params = {"sinkhorn": {"epsilon": transport_eps, "max_iter": 100}, "sliced": {"n_projections": 1 if dim == 1 else 100}, "w2_exact": {}}
+    # each flow's own study settings in this dimension (its record's study_options), at the length
+    # sqrt(transport_eps) where the flow has a length scale (sinkhorn's epsilon = transport_eps)
+    transport_params = {}
+    for f in transport_flows:
+        entry = _flows.get(f)
+        transport_params[f] = dict(entry.study_options(dim)) if entry.study_options is not None else {}
+        if entry.options_at_scale is not None:
+            transport_params[f].update(entry.options_at_scale(math.sqrt(transport_eps)))
     by_step: dict = {}
     for st in settings:
         by_step.setdefault((st.step_size, st.steps, st.record_every), []).append(st)

@@ -4,14 +4,13 @@ The experiment is ``scenarios/paper_fig2.toml`` run as a sweep (one file per
 point, :func:`wgfsim.sweep.run_sweep`); this module reads the sweep back from
 its files alone, tabulates the final MMD^2 (Gaussian kernel, median-heuristic
 bandwidth, :func:`wgfsim.metrics.mmd2`) per (toy, flow, hyper-parameter) over
-seeds, and draws the figure: MMD^2 against the hyper-parameter, one panel per
+seeds, and draws the figure with :func:`wgfsim.plots.final_metric_figure` (the
+one Figure 2 implementation): MMD^2 against the hyper-parameter, one panel per
 toy, one line per flow, the seeds as a min-max band.
 
 Each flow's hyper-parameter is the registry's ``hyper`` and the x axis its
 ``length_scale`` (bandwidth sigma, ``sqrt(eps)``, the temperature's length),
-both read from each run's stored ``flow_params``.  A flow without a length
-scale (``sliced``) is drawn against its hyper-parameter on the top axis
-(dashed).
+both read from each run's stored ``flow_params`` (typed, :func:`wgfsim.io.flow_params`).
 
 Command line::
 
@@ -40,8 +39,11 @@ __all__ = ["collect", "summarise", "best", "markdown_table", "figure", "main", "
 TOYS = ("moons", "eight_gaussians", "checkerboard", "spiral", "rings")
 
 
-def _first(value) -> float:
-    return float(value[0] if isinstance(value, (tuple, list)) else value)
+def _hyper_value(value) -> float:
+    """The hyper-parameter as one number: a list value counts by its largest entry, as ``length_scale`` does."""
+    if isinstance(value, (tuple, list)):
+        return float(max(value))
+    return float(value)
 
 
 def collect(out_dir) -> list[dict]:
@@ -51,22 +53,22 @@ def collect(out_dir) -> list[dict]:
     flow's full options from ``flow_params`` (so a value left at its default
     is known), the toy from the swept ``target.kind`` or the file's
     ``target`` description.  Points not finished yet are left out; a diverged
-    run (NaN) keeps NaN.  A list-valued hyper-parameter counts by its first entry.
+    run (NaN) keeps NaN.  A list-valued hyper-parameter counts by its largest entry (the entry
+    ``length_scale`` measures).
     """
-    from ..io import open_sweep
+    from ..io import flow_params, open_sweep
 
     ds = open_sweep(out_dir, layout="runs", variables=["mmd2"]).reset_index("run")
     kinds = ds["target.kind"].values if "target.kind" in ds.coords else None
     default_kind = json.loads(ds.attrs.get("target", "{}") or "{}").get("kind", "")
     rows = []
+    typed = flow_params(ds)  # each run's (flow, Params), read back from the files
     for i in range(ds.sizes["run"]):
         if str(ds["status"].values[i]) == "missing":
             continue
-        params = json.loads(str(ds["flow_params"].values[i]))
-        flow = params.pop("flow")
+        flow, p = typed[i]
         entry = _flows.get(flow)
-        p = _flows.make_params(flow, **params)
-        value = _first(getattr(p, entry.hyper)) if entry.hyper else math.nan
+        value = _hyper_value(getattr(p, entry.hyper)) if entry.hyper else math.nan
         length = entry.length_scale(p) if entry.length_scale is not None else math.nan
         mmd = np.asarray(ds["mmd2"].values[i], dtype=float)  # (time,)
         recorded = np.flatnonzero(np.isfinite(ds["t"].values[i]))
@@ -80,14 +82,6 @@ def collect(out_dir) -> list[dict]:
             "mmd2": float(mmd[recorded[-1]]) if recorded.size else math.nan,
         })
     return rows
-
-
-def _length(rows, toy, flow, value) -> float:
-    """The x position of ``value``: the flow's length scale, or the value itself where it has none."""
-    for r in rows:
-        if r["toy"] == toy and r["flow"] == flow and r["value"] == value:
-            return r["length"] if math.isfinite(r["length"]) else value
-    return value
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -147,54 +141,16 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def figure(rows: list[dict], path) -> pathlib.Path:
-    """MMD^2 against the hyper-parameter: one panel per toy, one line per flow, seeds as a min-max band."""
-    import matplotlib
+def figure(out_dir, path) -> pathlib.Path:
+    """The figure of the sweep in ``out_dir``, drawn by the one Figure 2 implementation,
+    :func:`wgfsim.plots.final_metric_figure` (final MMD^2 against each flow's length scale, one panel per toy)."""
+    from ..io import open_sweep
+    from ..plots.sweeps import DPI, SWEEP_VARIABLES, final_metric_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    s = summarise(rows)
-    toys = _toys(rows)
-    flows = _flow_order(rows)
-    colours = dict(zip(_flows.names(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
-    fig, axes = plt.subplots(1, len(toys), figsize=(3.6 * len(toys), 3.6), squeeze=False, sharey=True)
-    for ax, toy in zip(axes[0], toys):
-        top = ax.twiny() if any(_flows.get(f).length_scale is None for f in flows) else None
-        for flow in flows:
-            vals = sorted(v for (t, f, v) in s if t == toy and f == flow)
-            if not vals:
-                continue
-            mean = np.array([s[(toy, flow, v)][0] for v in vals])
-            lo = np.array([s[(toy, flow, v)][1] for v in vals])
-            hi = np.array([s[(toy, flow, v)][2] for v in vals])
-            target_ax, style = (top, "--") if _flows.get(flow).length_scale is None else (ax, "-")
-            x = np.array([_length(rows, toy, flow, v) for v in vals])
-            target_ax.plot(x, mean, style, marker="o", ms=3, color=colours[flow], label=flow)
-            target_ax.fill_between(x, lo, hi, color=colours[flow], alpha=0.2, lw=0)
-        first = np.mean([r["mmd2_first"] for r in rows if r["toy"] == toy])
-        ax.axhline(first, color="0.6", lw=0.8, ls=":")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("length scale: sigma, sqrt(eps), T")
-        ax.set_title(toy, fontsize=10)
-        if top is not None:
-            top.set_xscale("log")
-            top.set_xlabel("sliced: n_projections (dashed)", fontsize=8)
-            top.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("final MMD^2 (median-heuristic kernel)")
-    handles, labels = [], []
-    for ax in fig.axes:
-        for h, l in zip(*ax.get_legend_handles_labels()):
-            if l not in labels:
-                handles.append(h)
-                labels.append(l)
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    ds = open_sweep(out_dir, layout="points", variables=list(SWEEP_VARIABLES))
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    final_metric_figure(ds, "mmd2").savefig(path, dpi=DPI)
     return path
 
 
@@ -219,5 +175,5 @@ def main(argv=None) -> int:
     print(markdown_table(rows))
     for (toy, flow), (v, m) in sorted(best(summarise(rows)).items()):
         print(f"best {toy:16s} {flow:15s} {_flows.get(flow).hyper}={v:g}: {m:.2e}")
-    print(f"figure: {figure(rows, args.figure)}", file=sys.stderr)
+    print(f"figure: {figure(args.out_dir, args.figure)}", file=sys.stderr)
     return 0

@@ -5,14 +5,16 @@ A scenario's lists expand into run points (:func:`wgfsim.scenario.expand`,
 options such as ``separation``, methods and seeds, crossed.  :func:`run_sweep`
 runs each point as one task, ``runner.run_points(sc, [point], path)``, into
 its own file ``OUT_DIR/<slug>_<hash>.h5`` and writes a manifest
-``OUT_DIR/sweep.json`` (file -> coords).  :func:`open_sweep` combines the
-files into one ``xarray.Dataset``.
+``OUT_DIR/sweep.json`` (file -> coords).  :func:`wgfsim.open_sweep` (the
+one reader, :mod:`wgfsim.io.reader`) combines the files into one ``xarray.Dataset``.
 
 File names.  ``<slug>`` spells the swept coordinates (``kl_kde_bandwidth-0.5_seed-1``)
-and ``<hash>`` is the first 12 hex digits of a SHA-1 of everything that
-determines the run: the point (flow, options, method, seed, target and init
-specs) and the scenario's ``[run]``, ``[metrics]`` and ``[generator]`` tables.
-Re-running a sweep skips every point whose final ``.h5`` exists, continues a
+and ``<hash>`` is the first 12 hex digits of the hash of the point's run
+identity (:func:`wgfsim.scenario.identity.run_identity`, the resolved
+description the runner also fingerprints for ``--resume``): the point's flow
+with its resolved options, method, seed, target and init, and the scenario's
+``[run]``, ``[metrics]`` and method tables.  A default written out or left
+implicit is the same point.  Re-running a sweep skips every point whose final ``.h5`` exists, continues a
 point whose ``.h5.partial`` a killed sweep left (the runner's checkpoints), and
 runs the rest.  Editing the scenario (more steps, another step size) changes
 the hashes, so stale files are never mistaken for finished points; they stay
@@ -43,7 +45,7 @@ reports the thread count numba used.
 
 Dask is optional: ``pip install 'wgfsim[dist]'``.
 
-Public calls: :func:`run_sweep`, :func:`plan`, :func:`open_sweep`,
+Public calls: :func:`run_sweep`, :func:`plan`,
 :func:`read_manifest`, :class:`SweepResult`, :class:`PointOutcome`,
 :data:`EXECUTORS`.
 """
@@ -70,7 +72,6 @@ from .plan import MANIFEST, PlannedPoint, DistributedMissing, plan, read_manifes
 __all__ = [
     "run_sweep",
     "plan",
-    "open_sweep",
     "read_manifest",
     "run_point_task",
     "point_hash",
@@ -140,7 +141,7 @@ def run_sweep(
     out_dir,
     *,
     executor: str | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     scheduler: str | None = None,
     dask_local: int | None = None,
     progress: bool = True,
@@ -157,8 +158,8 @@ def run_sweep(
     executor : {"local", "dask", "dask-local"}, optional
         Default: ``"dask"`` with ``scheduler``, ``"dask-local"`` with
         ``dask_local``, else ``"local"``.
-    workers : int
-        Local worker processes.
+    workers : int, optional
+        Local worker processes (default 1); only with the ``local`` executor.
     scheduler : str, optional
         Address of an existing dask.distributed scheduler, ``"tcp://HOST:PORT"``.
     dask_local : int, optional
@@ -183,6 +184,10 @@ def run_sweep(
             'put the call under `if __name__ == "__main__":` (worker processes are spawned, not forked)'
         )
     name = _executor_name(executor, scheduler, dask_local)
+    if workers is not None and name != "local":
+        raise ValueError(f"workers: local worker processes do not go with the {name!r} executor (its workers are "
+                         "the cluster's); give one of them")
+    workers = 1 if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: expected a positive integer, got {workers!r}")
     if dask_local is not None and (isinstance(dask_local, bool) or not isinstance(dask_local, int) or dask_local < 1):
@@ -228,13 +233,3 @@ def run_sweep(
         lst.sort(key=lambda o: order[o.file.name])
     result.seconds = time.perf_counter() - t0
     return result
-
-
-# ---------------------------------------------------------------- reading a sweep back
-
-
-def open_sweep(out_dir, *, layout: str = "grid", variables: Sequence[str] | None = None):
-    """Combine a sweep folder's point files into one dataset: :func:`wgfsim.io.open_sweep`."""
-    from ..io.reader import open_sweep as _open_sweep
-
-    return _open_sweep(out_dir, layout=layout, variables=variables)

@@ -1,11 +1,13 @@
 """Planning a sweep: one file per point, named by its coordinates and a hash of what determines it.
 
 File names.  ``<slug>`` spells the swept coordinates (``kl_kde_bandwidth-0.5_seed-1``)
-and ``<hash>`` is the first 12 hex digits of a SHA-1 of everything that
-determines the run: the point (flow, options, method, seed, target and init
-specs) and the scenario's ``[run]``, ``[metrics]`` and ``[generator]`` tables.
-Editing the scenario (more steps, another step size) changes the hashes, so
-stale files are never mistaken for finished points.
+and ``<hash>`` is the first 12 hex digits of the hash of the point's run
+identity (:func:`wgfsim.scenario.identity.run_identity`, the same resolved
+description the runner fingerprints for ``--resume``): the point's flow with
+its resolved options (a default written out or left implicit is one point),
+method, seed, target and init, and the scenario's ``[run]``, ``[metrics]``
+and method tables.  Editing the scenario (more steps, another step size)
+changes the hashes, so stale files are never mistaken for finished points.
 
 Tied data axes: see :func:`plan`.  The manifest ``sweep.json`` lists every
 point's file and coordinates (:func:`read_manifest`).
@@ -13,16 +15,14 @@ point's file and coordinates (:func:`read_manifest`).
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import re
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
-
 from ..scenario import RunPoint, Scenario, ScenarioError, expand
+from ..scenario.identity import canonical as _canonical
+from ..scenario.identity import identity_hash, run_identity
 
 
 from ..io.manifest import MANIFEST, MANIFEST_FORMAT, read_manifest, write_manifest as _write_json  # noqa: F401
@@ -47,41 +47,9 @@ class PlannedPoint:
     coords: dict
 
 
-def _canonical(value):
-    """A JSON-able, order-independent form of a value (tuples as lists, keys sorted by json)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    return value
-
-
-def _dist_identity(spec) -> dict:
-    # base_dir is left out: moving the scenario folder must not make finished points look new
-    return {"kind": spec.kind, "n": spec.n, "options": _canonical(spec.options), "seed": spec.seed}
-
-
 def point_hash(sc: Scenario, point: RunPoint) -> str:
-    """12 hex digits of SHA-1 over everything that determines the point's run (stable across processes)."""
-    ident = {
-        "flow": point.flow,
-        "params": _canonical(point.params),
-        "method": point.method,
-        "seed": point.seed,
-        "target": _dist_identity(point.target),
-        "init": _dist_identity(point.init),
-        "run": _canonical(sc.run),
-        "metrics": _canonical(sc.metrics),
-        "generator": _canonical(sc.generator),
-    }
-    text = json.dumps(ident, sort_keys=True, default=repr, separators=(",", ":"))
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    """12 hex digits of the hash of the point's run identity (stable across processes and spellings)."""
+    return identity_hash(run_identity(sc, [point]))[:12]
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")

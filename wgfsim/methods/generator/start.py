@@ -111,14 +111,18 @@ def fit_to_init(state: GeneratorState, cfg: TrainConfig, init_measure, rng: np.r
     return dataclasses.replace(state, params=params, adam=adam_init(params), ema=ema, step=0)
 
 
-def untrained_sample(sc, point, target, n: int, xp=np, dtype=np.float64):
-    """``G_theta0(z)`` (n, d): the untrained generator of ``point``'s seed and ``sc.generator`` settings.
+def untrained_sample(spec: dict, dim: int, seed: int, n: int):
+    """``G_theta0(z)`` (n, d), float64 host: the untrained generator of ``seed`` and the ``[generator]`` table ``spec``.
 
-    The same parameters (stream ``[seed, 3]``) and latents (stream ``[seed, 1]``,
+    The same parameters (stream ``[seed, 3]``, drawn first as in
+    :func:`wgfsim.methods.generator.init`) and latents (stream ``[seed, 1]``,
     the generator's evaluation latents) as the generator method's ``t = 0``
-    record, so the two coincide point for point when ``eval_n == n``.
+    record, so the two coincide point for point (in float64) when ``eval_n == n``.
     """
-    from .method import GeneratorMethod
+    from .._common import rng
+    from .mlp import MLPConfig, apply, init_params
 
-    gen = GeneratorMethod(sc, point, target, xp, dtype, start="random", n_points=n)
-    return gen.record(gen.init(), None)[0]
+    mlp = MLPConfig(out_dim=dim, **{f.name: spec[f.name] for f in dataclasses.fields(MLPConfig) if f.name != "out_dim"})
+    params = init_params(mlp, rng(seed, 3))
+    z = rng(seed, 1).standard_normal((n, mlp.latent_dim))  # (n, latent)
+    return np.asarray(apply(params, z, mlp))

@@ -1,6 +1,13 @@
-"""The particle method: Euler steps of the flow (:mod:`.engine`) behind the method protocol."""
+"""The particle method: Euler steps of the flow (:mod:`.engine`) behind the method protocol.
+
+Built from its own settings (:class:`ParticleSettings`: the Euler step and
+the target minibatch), which the runner translates from ``[run]`` with
+:func:`settings`.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -9,7 +16,18 @@ from ...backend import to_numpy
 from ...io.snapshot import restore_field, rng_from, rng_state, save_field
 from .._common import field, rng
 
-__all__ = ["ParticlesMethod"]
+__all__ = ["ParticlesMethod", "ParticleSettings", "settings"]
+
+
+@dataclass(frozen=True)
+class ParticleSettings:
+    step_size: float  # eta of x <- x + eta v
+    minibatch: int = 0  # 0: the whole target sample each step
+
+
+def settings(run, spec, dim: int, init_n: int) -> ParticleSettings:
+    """The runner's translation: ``[run]``'s step size and minibatch (the method has no table of its own)."""
+    return ParticleSettings(step_size=run.step_size, minibatch=run.minibatch)
 
 
 class ParticlesMethod:
@@ -17,9 +35,9 @@ class ParticlesMethod:
 
     name = "particles"
 
-    def __init__(self, sc, point, target, xp, dtype):
-        self.sc, self.run, self.point, self.xp, self.dtype = sc, sc.run, point, xp, dtype
-        self.target_host = target
+    def __init__(self, settings: ParticleSettings, point, target, xp, dtype, backend: str, prune_tol=None):
+        self.cfg, self.point, self.xp, self.dtype = settings, point, xp, dtype
+        self.backend, self.prune_tol = backend, prune_tol
         self.target = xp.asarray(target, dtype=dtype)
         self.n_points = point.init.n
 
@@ -27,20 +45,21 @@ class ParticlesMethod:
         if self.point.init.kind == "generator":  # the untrained generator's samples (methods/generator/start.py)
             from ..generator.start import untrained_sample
 
-            x0 = untrained_sample(self.sc, self.point, self.target_host, self.point.init.n, self.xp, self.dtype)
+            x0 = untrained_sample(self.point.init.options["generator"], self.target.shape[1], self.point.seed,
+                                  self.point.init.n)
         else:
             x0 = self.point.init.build().sample(self.point.init.n, rng(self.point.seed, 1))
-        return particles.init(self.xp.asarray(x0, dtype=self.dtype), field(self.point, self.run.backend),
+        return particles.init(self.xp.asarray(x0, dtype=self.dtype), field(self.point, self.backend, self.prune_tol),
                               rng(self.point.seed, 3))
 
     def evaluate(self, state):
-        return particles.velocity(state, self.target, self.run.minibatch)
+        return particles.velocity(state, self.target, self.cfg.minibatch)
 
     def record(self, state, v):
         return state.x, v, {}
 
     def advance(self, state, v):
-        return particles.advance(state, v, self.run.step_size), {}
+        return particles.advance(state, v, self.cfg.step_size), {}
 
     def final(self, state):
         return {}
@@ -60,8 +79,8 @@ class ParticlesMethod:
         return state
 
     def t(self, step: int) -> float:
-        return step * self.run.step_size
+        return step * self.cfg.step_size
 
     def settings(self) -> dict:
-        return {"step_size": self.run.step_size, "minibatch": self.run.minibatch, "n": self.point.init.n,
+        return {"step_size": self.cfg.step_size, "minibatch": self.cfg.minibatch, "n": self.point.init.n,
                 "init": self.point.init.kind}
