@@ -77,6 +77,7 @@ def on_page_content(html: str, *, page, **kwargs) -> str:
     html = _ROLE.sub(_role, html)
     if page.file.src_uri.startswith("api/"):
         html = _cite_links(html, page)
+        html = html.replace("::</p>", ":</p>")  # reST's literal-block marker ends a paragraph before a code block
     return html
 
 

@@ -16,9 +16,10 @@ def test_registry_lists_every_flow_module():
     folder = pathlib.Path(wgfsim.flows.__file__).parent
     modules = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
     assert sorted(wgfsim.flows.names()) == modules
+    # the options a preset may set default to None (not given): resolved to the preset's or the paper's value
     assert wgfsim.flows.options("drift_da2") == {
-        "temperatures": (0.02, 0.05, 0.2), "cost": "euclidean", "normalize_distances": False, "normalize_drift": False,
-        "affinity_floor": 0.0, "preset": "none",
+        "temperatures": (0.02, 0.05, 0.2), "cost": "euclidean", "normalize_distances": None, "normalize_drift": None,
+        "affinity_floor": None, "distance_floor": None, "preset": "none",
     }
 
 

@@ -105,9 +105,11 @@ def _stacked(D, pi, alpha, n=40, m=50):
 
 
 def _two_atom_cases(name):
-    """Option sets of the flow: at two length scales (where it has one), and its example inputs."""
+    """Option sets of the flow: at two length scales (where it has one), with each kernel it offers, and its examples."""
     flow = flows.get(name)
     cases = [flow.options_at_scale(s) for s in (0.7, 1.5)] if flow.options_at_scale else [{}]
+    if "kernel" in flows.options(name):
+        cases += [{**c, "kernel": "laplace"} for c in cases]
     return cases + [dict(e) for e in flow.examples]
 
 
@@ -143,13 +145,6 @@ def test_kl_kde_laplace_two_atom_is_the_closed_form_not_nan():
     by_hand = -2 * D * (pi * k / (1 - pi + pi * k) - alpha * k / (1 - alpha + alpha * k))
     params = flows.make_params("kl_kde", kernel="laplace", bandwidth=h)
     assert flows.get("kl_kde").two_atom(D, pi, alpha, params) == pytest.approx(by_hand, rel=1e-14)
-
-
-def test_a_flow_without_a_two_atom_form_or_a_reason_is_refused():
-    import dataclasses
-
-    silent = dataclasses.replace(flows.get("sliced"), no_two_atom="")
-    assert silent.two_atom is None and not silent.no_two_atom  # what the parametrized test refuses
 
 
 @pytest.mark.parametrize("name", flows.names())

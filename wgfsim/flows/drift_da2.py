@@ -356,6 +356,6 @@ FLOW = register(
         gap_decay=lambda p: ("laplace" if p.cost == "euclidean" else "gaussian", length_scale(p)),
         pairs=lambda n, m, d, p: float(len(p.temperatures) * 2 * (n * m + n * n)),
         no_two_atom="the joint row and column normalisation couples the atoms' weights; no closed form is derived",
-        examples=(dict(), dict(cost="sqeuclidean", normalize_distances=True, normalize_drift=True)),
+        examples=(dict(), dict(cost="sqeuclidean", normalize_distances=True, normalize_drift=True), dict(preset="official")),
     )
 )
