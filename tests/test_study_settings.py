@@ -60,3 +60,27 @@ def test_part_d_batch_noise_of_the_mmd_field_falls_like_one_over_sqrt_b():
     assert -0.75 < slope < -0.25, slope
     for r in rows:  # the bias is the noise of a 30-repeat mean plus the full sample's own error
         assert r["bias"] < 3 * r["std"] / math.sqrt(30) + 0.05
+
+
+@pytest.mark.slow
+def test_fixed_point_parts_a_to_c_run_from_the_cli(tmp_path, capsys):
+    """A tiny run of parts a-c: the transport flow's particles finish the transfer, both methods start together."""
+    import json
+
+    out = tmp_path / "out"
+    assert fixed_point.main(["--part", "a", "-o", str(out), "--x", "4", "--horizon", "4", "--flows", "kl_kde,w2_exact",
+                             "--set", "generator.start_steps=200", "--json", str(tmp_path / "a.json")]) == 0
+    rows = json.loads((tmp_path / "a.json").read_text())["a"]["rows"]
+    w2 = {r["method"]: r for r in rows if r["flow"] == "w2_exact"}
+    assert w2["particles"]["mass_final"] == pytest.approx(0.5, abs=0.01)  # exact W2 moves the 30 % in t = 3
+    for r in rows:  # one start: the particles' stratified 0.2, the fitted generator near it
+        assert r["mass0"] == pytest.approx(0.2, abs=0.05 if r["method"] == "generator" else 1e-12)
+    assert fixed_point.main(["--part", "b", "-o", str(out), "--sigmas", "2", "--horizon", "4", "--flows", "mmd",
+                             "--json", str(tmp_path / "b.json")]) == 0
+    rows = json.loads((tmp_path / "b.json").read_text())["b"]["rows"]
+    assert len({r["mass0_start"] for r in rows}) == 1  # both methods start at the untrained generator's points
+    assert fixed_point.main(["--part", "c", "-o", str(out), "--widths", "8", "--depths", "1", "--horizon", "3",
+                             "--json", str(tmp_path / "c.json")]) == 0
+    (row,) = json.loads((tmp_path / "c.json").read_text())["c"]["rows"]
+    assert row["gap"][0] == 0.0 and all(math.isfinite(v) for v in row["residual"][:-1])
+    assert "part c" in capsys.readouterr().out
