@@ -109,7 +109,7 @@ CASES: list[tuple[str, str, str]] = [
     ("duplicate_flow", _append('[[flow]]\nname = "kl_kde"\nbandwidth = 0.5\n'), "flow[2]: repeats the runs of flow[0]; expected each [[flow]] table to differ in some option"),
     # -- [target] / [init]
     ("missing_kind", _edit('kind = "two_modes"\nseparation = 4.0\nweights = [0.5, 0.5]', 'separation = 4.0\nweights = [0.5, 0.5]'), "target.kind: missing; expected a distribution kind, one of gaussian, two_modes, mixture"),
-    ("unknown_kind", _edit('kind = "two_modes"\nseparation = 4.0\nweights = [0.5, 0.5]', 'kind = "two_mode"\nseparation = 4.0\nweights = [0.5, 0.5]'), "target.kind: unknown kind \"two_mode\"; expected one of gaussian, two_modes, mixture, moons, eight_gaussians, checkerboard, spiral, rings, from_file; did you mean 'two_modes'?"),
+    ("unknown_kind", _edit('kind = "two_modes"\nseparation = 4.0\nweights = [0.5, 0.5]', 'kind = "two_mode"\nseparation = 4.0\nweights = [0.5, 0.5]'), "target.kind: unknown kind \"two_mode\"; expected one of gaussian, two_modes, mixture, moons, eight_gaussians, checkerboard, spiral, rings, swiss_roll, from_file; did you mean 'two_modes'?"),
     ("weights_not_summing", _edit("weights = [0.5, 0.5]", "weights = [0.5, 0.4]"), "target.weights: weights sum to 0.9; expected 2 non-negative numbers summing to 1"),
     ("weights_three", _edit("weights = [0.2, 0.8]", "weights = [0.2, 0.3, 0.5]"), "init.weights: got 3 weights for 2 modes; expected 2 non-negative numbers summing to 1"),
     ("target_n_zero", _edit("std = 0.1\nn = 64\n\n[init]", "std = 0.1\nn = 0\n\n[init]"), "target.n: got 0; expected a positive integer (the number of target samples the flow sees)"),
@@ -126,7 +126,7 @@ CASES: list[tuple[str, str, str]] = [
     ("from_file_unreadable", _edit('kind = "two_modes"\nseparation = 4.0\nweights = [0.5, 0.5]\nstd = 0.1', 'kind = "from_file"\npath = "no_such_points.npy"'), "target.path: cannot read 'no_such_points.npy': no such file"),
     # -- [metrics]
     ("unknown_metric", _append('[metrics]\nnames = ["mmd", "w2"]\n'), "metrics.names[0]: unknown metric \"mmd\"; expected one of mmd2, energy_distance, sinkhorn, w2, mode_mass, energy, velocity_rms; did you mean 'mmd2'?"),
-    ("metrics_unknown_key", _append("[metrics]\nreference = 100\n"), "metrics.reference: unknown key; expected one of names, reference_n, sinkhorn_epsilon, w2_max_points; did you mean 'reference_n'?"),
+    ("metrics_unknown_key", _append("[metrics]\nreference = 100\n"), "metrics.reference: unknown key; expected one of names, reference_n, final_window, mmd2_bandwidth, sinkhorn_epsilon, w2_max_points; did you mean 'reference_n'?"),
     ("reference_n_zero", _append("[metrics]\nreference_n = 0\n"), "metrics.reference_n: got 0; expected a positive integer (held-out reference samples)"),
     ("sinkhorn_epsilon_negative", _append("[metrics]\nsinkhorn_epsilon = -0.1\n"), "metrics.sinkhorn_epsilon: got -0.1; expected a positive number (entropic regularisation)"),
     # -- [generator]
@@ -134,7 +134,7 @@ CASES: list[tuple[str, str, str]] = [
     ("generator_bad_activation", _append('[generator]\nactivation = "swish"\n').replace('methods = ["particles"]', 'methods = ["particles", "generator"]'), 'generator.activation: got "swish" (a string); expected one of (\'silu\', \'relu\', \'tanh\', \'gelu\', \'identity\')'),
     ("generator_batch_size_zero", _append("[generator]\nbatch_size = 0\n").replace('methods = ["particles"]', 'methods = ["generator"]'), "generator.batch_size: got 0; expected a positive integer"),
     ("generator_learning_rate_string", _append('[generator]\nlearning_rate = "1e-3"\n').replace('methods = ["particles"]', 'methods = ["generator"]'), 'generator.learning_rate: got "1e-3" (a string); expected a positive number'),
-    ("generator_misspelt_key", _append("[generator]\nwidht = 64\n").replace('methods = ["particles"]', 'methods = ["generator"]'), "generator.widht: unknown key; expected one of latent_dim, width, depth, activation, learning_rate, inner_steps, batch_size, drift_step, lr_schedule, ema_decay, eval_n, start, start_steps; did you mean 'width'?"),
+    ("generator_misspelt_key", _append("[generator]\nwidht = 64\n").replace('methods = ["particles"]', 'methods = ["generator"]'), "generator.widht: unknown key; expected one of latent_dim, width, depth, activation, architecture, init, learning_rate, inner_steps, batch_size, drift_step, lr_schedule, ema_decay, fresh_target, eval_n, start, start_steps; did you mean 'width'?"),
     ("generator_ema_decay_one", _append("[generator]\nema_decay = 1.0\n").replace('methods = ["particles"]', 'methods = ["generator"]'), "generator.ema_decay: got 1.0 (a float); expected a number in [0, 1) (0: no moving average)"),
     ("generator_bad_schedule", _append('[generator]\nlr_schedule = "linear"\n').replace('methods = ["particles"]', 'methods = ["generator"]'), 'generator.lr_schedule: got "linear" (a string); expected one of constant, cosine'),
 ]

@@ -11,10 +11,15 @@
   navigation, list exactly the registry's flows (``wgfsim.flows.names()``), with the
   registry's energy, weights and page.
 - The API reference (``docs/api/``) documents every name of ``wgfsim.__all__`` and every
-  public module of the package.
+  public module of the package; every ``wgfsim.x.y`` a page or a docstring cross-reference
+  names exists; the site's navigation holds every page once.
+- ``wgfsim --version`` prints the version written in ``wgfsim/_version.py``, and the changelog
+  keeps its format; ``.ci/run`` runs exactly the README's test command.
+- (slow) ``mkdocs build --strict`` passes, and the heading anchors predicted here are the
+  ones the built site rendered.
 
-The truths are the files on disk and the registry; the slug rules are the two renderers'
-published algorithms, written out here.
+The truths are the files on disk, the registry and the renderers: the slug rules are the
+two renderers' published algorithms, written out here and checked against the built site.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ def markdown_sources() -> dict[pathlib.Path, str]:
 
 def _parser():
     """CommonMark with GFM tables and dollar math (whose brackets are not links), as the two renderers read it."""
-    markdown_it = pytest.importorskip("markdown_it")  # installed with jupytext (the test extra)
+    markdown_it = pytest.importorskip("markdown_it")  # markdown-it-py, in the test extra
     dollarmath = pytest.importorskip("mdit_py_plugins.dollarmath")
     return markdown_it.MarkdownIt("commonmark").enable("table").use(dollarmath.dollarmath_plugin)
 
@@ -509,3 +514,28 @@ def test_site_links_to_sources_become_links_to_documented_modules():
             covered = ident in directives or any(directives.get(ident.rsplit(".", k)[0]) for k in (1, 2))
             assert ident in modules and covered, f"{src.relative_to(ROOT)}: {ident} is not in the reference"
     assert n >= 10  # the flow pages link their modules
+
+
+@pytest.mark.slow
+def test_site_builds_strict(tmp_path):
+    """``mkdocs build --strict`` (the [docs] extra): every page, the API reference and the executed tutorials."""
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocs_jupyter")
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-4000:]
+    html = (tmp_path / "site" / "api" / "flows" / "index.html").read_text()
+    assert 'id="wgfsim.flows.velocity"' in html  # the reference rendered the docstrings
+    tutorial = (tmp_path / "site" / "tutorials" / "02_sweep" / "index.html").read_text()
+    assert "data:image/png;base64" in tutorial and 'href="../../math/#two-atoms"' in tutorial
+    # the heading anchors the link test predicts are the ones the site rendered
+    for md in sorted(DOCS.rglob("*.md")):
+        rel = md.relative_to(DOCS).with_suffix("")
+        if rel.parts[0] == "api" or rel.name == "changelog":
+            continue  # generated headings
+        out = tmp_path / "site" / (rel.parent if rel.name == "index" else rel) / "index.html"
+        rendered = set(re.findall(r'<h[1-6] id="([^"]+)"', out.read_text()))
+        assert rendered == _unique([site_slug(h) for h in headings(md.read_text())], "_"), md

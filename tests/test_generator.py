@@ -3,7 +3,9 @@
 Truths used here, none produced by the code under test:
 
 - central finite differences of the forward pass (gradients);
-- scipy.special (activations), the He/LeCun variance formulas (init);
+- scipy.special (activations), the He/LeCun variance formulas (init),
+  scipy.stats' uniform law (torch's default init) and a mean-field
+  recursion by Gauss-Hermite quadrature (the untrained output's spread);
 - Kingma & Ba's Algorithm 1 written out in scalar Python (Adam), and the
   minimiser of a convex quadratic from scipy.linalg.solve;
 - Gretton et al. Prop. 2 (eq. 47): the drifted-target loss gradient equals
@@ -22,8 +24,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 import scipy.special
+import scipy.stats
 
 import wgfsim
+from wgfsim import targets as wgfsim_targets
 from wgfsim.methods.generator import (
     ACTIVATIONS,
     MLPConfig,
@@ -77,9 +81,13 @@ def _rel_err(a, b) -> float:
 # ---------------------------------------------------------------- MLP
 
 
-@pytest.mark.parametrize("activation", ["silu", "relu", "tanh", "gelu", "identity"])
-def test_mlp_backward_matches_central_differences(activation):
-    cfg = MLPConfig(out_dim=2, latent_dim=3, width=5, depth=2, activation=activation)
+@pytest.mark.parametrize(
+    "activation,architecture",
+    [(a, "residual") for a in ("silu", "relu", "tanh", "gelu", "identity")] + [("silu", "mlp"), ("relu", "mlp")],
+)
+def test_mlp_backward_matches_central_differences(activation, architecture):
+    cfg = MLPConfig(out_dim=2, latent_dim=3, width=5, depth=3 if architecture == "mlp" else 2, activation=activation,
+                    architecture=architecture)
     params = _random_params(cfg, seed=1)
     rng = np.random.default_rng(2)
     z = rng.standard_normal((4, 3))  # (B, latent)
@@ -120,7 +128,7 @@ def test_activations_against_scipy():
 
 
 def test_depth_zero_identity_is_the_linear_generator():
-    cfg = MLPConfig(out_dim=3, latent_dim=4, width=6, depth=0, activation="identity")
+    cfg = MLPConfig(out_dim=3, latent_dim=4, width=6, depth=0, activation="identity", architecture="residual")
     params = _random_params(cfg, seed=3)
     assert param_names(cfg) == ["in.W", "in.b", "out.W", "out.b"]
     z = np.random.default_rng(4).standard_normal((7, 4))
@@ -130,7 +138,7 @@ def test_depth_zero_identity_is_the_linear_generator():
 
 
 def test_init_scalings_are_he_and_lecun():
-    cfg = MLPConfig(out_dim=2, latent_dim=64, width=512, depth=4, activation="silu")
+    cfg = MLPConfig(out_dim=2, latent_dim=64, width=512, depth=4, activation="silu", architecture="residual", init="he")
     params = init_params(cfg, np.random.default_rng(5))
     # sample std of ~2.6e5 normals: relative standard error ~0.14 %, 1 % is > 7 sigma
     assert abs(params["in.W"].std() / math.sqrt(1 / 64) - 1) < 0.01  # LeCun on the raw latent
@@ -145,11 +153,88 @@ def test_init_scalings_are_he_and_lecun():
     np.testing.assert_array_equal(again["out.W"], params["out.W"].astype(np.float32))
 
 
+def test_plain_mlp_has_the_demo_network_shapes():
+    # Deng et al.'s toy demo: Linear 32-256, 256-256, 256-256, 256-2 with SiLU between
+    cfg = MLPConfig(out_dim=2, latent_dim=32, width=256, depth=3, architecture="mlp", init="torch")
+    params = init_params(cfg, np.random.default_rng(0))
+    shapes = {k: p.shape for k, p in params.items()}
+    assert shapes == {"in.W": (32, 256), "in.b": (256,), "layer1.W": (256, 256), "layer1.b": (256,),
+                      "layer2.W": (256, 256), "layer2.b": (256,), "out.W": (256, 2), "out.b": (2,)}
+    assert wgfsim.methods.generator.n_params(cfg) == sum(p.size for p in params.values()) == 140_546
+    # the forward pass is the composition written out by hand
+    silu = lambda a: a * scipy.special.expit(a)  # noqa: E731
+    z = np.random.default_rng(1).standard_normal((5, 32))
+    h = z @ params["in.W"] + params["in.b"]
+    h = silu(h) @ params["layer1.W"] + params["layer1.b"]
+    h = silu(h) @ params["layer2.W"] + params["layer2.b"]
+    np.testing.assert_allclose(apply(params, z, cfg), silu(h) @ params["out.W"] + params["out.b"], rtol=1e-12)
+
+
+def test_torch_init_is_uniform_on_one_over_sqrt_fan_in():
+    cfg = MLPConfig(out_dim=2, latent_dim=32, width=256, depth=3, architecture="mlp", init="torch")
+    params = init_params(cfg, np.random.default_rng(2))
+    for name, p in params.items():
+        layer, leaf = name.rsplit(".", 1)
+        fan_in = params[f"{layer}.{leaf.replace('b', 'W')}"].shape[0]  # a bias shares its layer's fan-in (nn.Linear)
+        bound = 1.0 / math.sqrt(fan_in)
+        assert np.abs(p).max() <= bound
+        if p.size >= 256:  # Kolmogorov-Smirnov against U(-bound, bound)
+            assert scipy.stats.kstest(p.ravel(), scipy.stats.uniform(-bound, 2 * bound).cdf).pvalue > 1e-3, name
+    # the residual network takes it too: every weight within its own fan-in's bound
+    res = init_params(MLPConfig(out_dim=2, latent_dim=8, width=64, depth=2, init="torch", architecture="residual"),
+                      np.random.default_rng(3))
+    assert np.abs(res["block1.W2"]).max() <= 1 / 8 and res["block1.W2"].std() == pytest.approx(1 / 8 / math.sqrt(3), rel=0.03)
+
+
+def _mean_field_spread(latent: int, width: int, depth: int) -> float:
+    """Expected std over latents of each output coordinate of the untrained plain SiLU MLP under torch's init.
+
+    Mean-field recursion over layers: a pre-activation is ``m + e`` with
+    ``e ~ N(0, v)`` its variation over latents and ``m ~ N(0, q)`` its
+    unit-to-unit mean; weights and biases have variance ``1/(3 fan_in)``,
+    so ``v' = (1/3) E_m Var_e silu(m + e)`` and ``q' = 1/(3 fan_in) + (1/3)
+    E_m (E_e silu(m + e))^2``, each expectation by Gauss-Hermite quadrature;
+    the first layer is exact (``v = 1/3``, ``q = 1/(3 latent)``).
+    """
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    weights = weights / weights.sum()
+    v, q = 1.0 / 3.0, 1.0 / (3 * latent)
+    for _ in range(depth):
+        u = scipy.special.expit(np.sqrt(q) * nodes[:, None] + np.sqrt(v) * nodes[None, :])
+        u = u * (np.sqrt(q) * nodes[:, None] + np.sqrt(v) * nodes[None, :])  # silu(m + e), (m nodes, e nodes)
+        mean_e = u @ weights
+        var_e = (u * u) @ weights - mean_e**2
+        v, q = weights @ var_e / 3.0, 1.0 / (3 * width) + weights @ mean_e**2 / 3.0
+    return math.sqrt(v)
+
+
+def test_torch_init_starts_collapsed_at_the_predicted_spread():
+    # the demo's network starts nearly collapsed: spread ~0.015 against the swiss roll's 0.43
+    cfg = MLPConfig(out_dim=2, latent_dim=32, width=256, depth=3, architecture="mlp", init="torch")
+    expected = _mean_field_spread(32, 256, 3)
+    assert 0.01 < expected < 0.02
+    measured = []
+    for seed in range(4):  # 4 networks x 2 coordinates, 20000 latents each
+        x = apply(init_params(cfg, np.random.default_rng(seed)), np.random.default_rng(10 + seed).standard_normal((20_000, 32)), cfg)
+        measured.append(x.var(axis=0))
+    assert math.sqrt(np.mean(measured)) == pytest.approx(expected, rel=0.15)
+    # He's normal init keeps the spread O(1): the two options differ by a factor of more than 10
+    he = dataclasses.replace(cfg, init="he")
+    x = apply(init_params(he, np.random.default_rng(0)), np.random.default_rng(10).standard_normal((20_000, 32)), he)
+    assert math.sqrt(x.var(axis=0).mean()) > 10 * expected
+
+
 def test_mlp_config_rejects_bad_values():
     with pytest.raises(ValueError, match="activation"):
         MLPConfig(out_dim=2, activation="swish")
     with pytest.raises(ValueError, match="depth"):
         MLPConfig(out_dim=2, depth=-1)
+    with pytest.raises(ValueError, match="depth"):
+        MLPConfig(out_dim=2, depth=0, architecture="mlp")  # a plain MLP has at least one hidden layer
+    with pytest.raises(ValueError, match="architecture"):
+        MLPConfig(out_dim=2, architecture="resnet")
+    with pytest.raises(ValueError, match="init"):
+        MLPConfig(out_dim=2, init="xavier")
     with pytest.raises(ValueError, match="out_dim"):
         MLPConfig(out_dim=0)
     with pytest.raises(ValueError, match="latent"):
@@ -219,7 +304,7 @@ def test_adam_does_not_mutate_its_inputs():
 @pytest.mark.parametrize(
     "cfg",
     [
-        MLPConfig(out_dim=2, latent_dim=2, width=3, depth=0, activation="identity"),  # linear G
+        MLPConfig(out_dim=2, latent_dim=2, width=3, depth=0, activation="identity", architecture="residual"),  # linear G
         MLPConfig(out_dim=2, latent_dim=3, width=4, depth=1, activation="silu"),  # a nonlinear G
     ],
     ids=["linear", "mlp"],
@@ -302,6 +387,7 @@ def test_training_matches_gaussian_mean_and_covariance():
         ("sinkhorn", {"epsilon": 0.5}, 48, {}),
         ("sliced", {"n_projections": 8}, 0, {}),
         ("mmd", {}, 0, {"ema_decay": 0.9, "lr_schedule": "cosine", "total_steps": 7}),
+        ("drift_da2", {"temperatures": 0.5}, 24, {"fresh_target": True}),  # fresh target rows each step
     ],
 )
 def test_checkpoint_resume_is_bit_identical(tmp_path, flow, opts, minibatch, extra):
@@ -310,11 +396,12 @@ def test_checkpoint_resume_is_bit_identical(tmp_path, flow, opts, minibatch, ext
         mlp=MLPConfig(out_dim=2, latent_dim=3, width=8, depth=1), learning_rate=5e-3, batch_size=32,
         inner_steps=2, minibatch=minibatch, **extra,
     )
+    sampler = wgfsim_targets.make("gaussian", mean=[2.0, -1.0]).sample if cfg.fresh_target else None
 
     def field():
         return wgfsim.Field(flow, rng=np.random.default_rng(13), **opts)
 
-    state = init(cfg, y, field(), np.random.default_rng(14))
+    state = init(cfg, y, field(), np.random.default_rng(14), sampler=sampler)
     for _ in range(3):
         state, _ = step(state, cfg)
     np.savez(tmp_path / "ck.npz", **checkpoint(state))
@@ -325,7 +412,7 @@ def test_checkpoint_resume_is_bit_identical(tmp_path, flow, opts, minibatch, ext
         losses.append(loss)
     # the "killed" run: a new process would build a fresh Field and restore from disk
     with np.load(tmp_path / "ck.npz") as saved:
-        resumed = restore(dict(saved), cfg, y, field())
+        resumed = restore(dict(saved), cfg, y, field(), sampler=sampler)
     assert resumed.step == 3
     resumed_losses = []
     for _ in range(4):
@@ -339,6 +426,33 @@ def test_checkpoint_resume_is_bit_identical(tmp_path, flow, opts, minibatch, ext
             np.testing.assert_array_equal(resumed.ema[name], state.ema[name])
     assert resumed.adam.t == state.adam.t == 14
     assert resumed.rng.bit_generator.state == state.rng.bit_generator.state
+
+
+def test_fresh_target_rows_are_draws_of_the_sampler_on_the_run_stream():
+    """Each step's rows are ``sampler(minibatch, rng)`` on the state's stream, not rows of the fixed sample."""
+    _, y = _gaussian_target(64, seed=1)
+    seen = []
+
+    def sampler(n, rng):
+        rows = rng.standard_normal((n, 2)) + 100.0  # far from the fixed sample: no confusion possible
+        seen.append(rows)
+        return rows
+
+    cfg = TrainConfig(mlp=MLPConfig(out_dim=2, latent_dim=2, width=8, depth=1), batch_size=16, minibatch=40,
+                      fresh_target=True)
+    rng = np.random.default_rng(7)
+    state = init(cfg, y, wgfsim.Field("mmd", bandwidth=1.0), rng, sampler=sampler)
+    twin = np.random.default_rng(7)  # the same stream, replayed by hand: init's draws, then latents, then rows
+    init_params(cfg.mlp, twin)
+    for _ in range(2):
+        state, _ = step(state, cfg)
+        twin.standard_normal((16, 2))  # the step's latents come first
+        np.testing.assert_array_equal(seen[-1], twin.standard_normal((40, 2)) + 100.0)
+    assert len(seen) == 2
+    # without fresh_target the sampler is not used (and minibatch may not exceed the sample)
+    off = dataclasses.replace(cfg, fresh_target=False, minibatch=0)
+    step(init(off, y, wgfsim.Field("mmd", bandwidth=1.0), np.random.default_rng(7), sampler=sampler), off)
+    assert len(seen) == 2
 
 
 def _fresh_adam_step_size(cfg, y, at_step):
@@ -358,8 +472,9 @@ def _fresh_adam_step_size(cfg, y, at_step):
 @pytest.mark.parametrize("at_step", [0, 3, 6, 9, 12])
 def test_cosine_schedule_sets_the_first_adam_move(at_step):
     _, y = _gaussian_target(64, seed=3)
-    cfg = TrainConfig(mlp=MLPConfig(out_dim=2, latent_dim=2, width=8, depth=1), learning_rate=1e-2, batch_size=64,
-                      lr_schedule="cosine", total_steps=12)
+    # He's init: gradients far above Adam's eps = 1e-8 (torch's collapsed start has some near it)
+    cfg = TrainConfig(mlp=MLPConfig(out_dim=2, latent_dim=2, width=8, depth=1, architecture="residual", init="he"),
+                      learning_rate=1e-2, batch_size=64, lr_schedule="cosine", total_steps=12)
     expected = 1e-2 * 0.5 * (1.0 + math.cos(math.pi * at_step / 12))  # Loshchilov and Hutter 2017, eq. 5
     assert _fresh_adam_step_size(cfg, y, at_step) == pytest.approx(expected, rel=1e-6, abs=1e-12)
     constant = dataclasses.replace(cfg, lr_schedule="constant")
@@ -416,3 +531,25 @@ def test_train_config_rejects_bad_values():
         init(TrainConfig(mlp=mlp, minibatch=65), y, wgfsim.Field("mmd"), np.random.default_rng(0))
     with pytest.raises(ValueError, match="out_dim"):
         init(TrainConfig(mlp=MLPConfig(out_dim=3)), y, wgfsim.Field("mmd"), np.random.default_rng(0))
+
+
+def test_the_target_is_hashed_once_per_run_not_per_checkpoint(monkeypatch):
+    """A record's checkpoint costs O(parameters), not O(target rows): the digest is computed at init only."""
+    from wgfsim.io.snapshot import loads as snapshot_loads
+    from wgfsim.methods.generator import train as gen_train
+
+    calls = []
+    real = gen_train._target_digest
+    monkeypatch.setattr(gen_train, "_target_digest", lambda t: calls.append(t.shape) or real(t))
+    _, y = _gaussian_target(64, seed=2)
+    cfg = TrainConfig(mlp=MLPConfig(out_dim=2, latent_dim=2, width=8, depth=1), batch_size=16)
+    state = init(cfg, y, wgfsim.Field("mmd"), np.random.default_rng(0))
+    cks = []
+    for _ in range(3):
+        state, _ = step(state, cfg)
+        cks.append(checkpoint(state))
+    assert calls == [(64, 2)]
+    # and the digest in every checkpoint is the target's (restore, which checks it, hashes once more)
+    assert {snapshot_loads(ck["meta"])["target"] for ck in cks} == {real(y)}
+    restore(cks[-1], cfg, y, wgfsim.Field("mmd"))
+    assert len(calls) == 2

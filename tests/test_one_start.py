@@ -60,7 +60,7 @@ record_every = {every}
 [generator]
 {start}
 width = 64
-depth = 2
+depth = 3
 batch_size = 256
 learning_rate = 3e-3
 drift_step = 0.5

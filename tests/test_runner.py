@@ -61,6 +61,68 @@ def test_generator_only_runs_need_no_euler_step(tmp_path):
         scenario.loads(text.replace('methods = ["generator"]', 'methods = ["particles", "generator"]'))
 
 
+def test_final_score_is_the_mean_and_spread_of_the_last_records(tmp_path):
+    text = SCENARIO.replace("record_every = 4", "record_every = 2").replace(
+        'names = ["mmd2", "velocity_rms"]', 'names = ["mmd2", "velocity_rms"]\nfinal_window = 3')
+    ds = open_run(runner.run_scenario(scenario.loads(text), tmp_path, progress=False))
+    assert ds.attrs["final_window"] == 3
+    for name in ("mmd2", "velocity_rms", "loss"):
+        values = ds[name].values  # (run, time), read back through xarray
+        for r in range(values.shape[0]):
+            last = values[r][np.isfinite(values[r])][-3:]
+            if last.size == 0:  # the particles have no regression loss: no score either
+                assert name == "loss" and np.isnan(ds.attrs[f"final_{name}_mean"][r])
+                continue
+            assert len(last) == 3
+            assert ds.attrs[f"final_{name}_mean"][r] == pytest.approx(np.mean(last), rel=1e-12)
+            assert ds.attrs[f"final_{name}_std"][r] == pytest.approx(np.std(last, ddof=1), rel=1e-12)
+
+
+def test_fresh_target_rows_train_the_generator_and_resume_identically(tmp_path):
+    """``generator.fresh_target``: a killed run resumes to the file an uninterrupted one writes."""
+    text = SCENARIO.replace('methods = ["particles", "generator"]', 'methods = ["generator"]').replace(
+        "step_size = 0.5\n", "minibatch = 64\n").replace("depth = 1\n", "depth = 1\nfresh_target = true\n")
+    sc = scenario.loads(text)
+    assert sc.generator.fresh_target is True
+    whole = open_run(runner.run_scenario(sc, tmp_path / "a", progress=False))
+    assert whole.mmd2.values[0, -1] < whole.mmd2.values[0, 0]
+    # kill after the second record (raise inside the third record's metrics), then resume
+    calls = {"n": 0}
+    real = runner._metrics
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    runner._metrics = dying
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run_scenario(sc, tmp_path / "b", progress=False)
+    finally:
+        runner._metrics = real
+    resumed = open_run(runner.run_scenario(sc, tmp_path / "b", resume=True, progress=False))
+    np.testing.assert_array_equal(resumed.position.values, whole.position.values)
+    np.testing.assert_array_equal(resumed.loss.values, whole.loss.values)
+
+
+def test_mmd2_at_a_fixed_bandwidth_is_the_gaussian_v_statistic(tmp_path):
+    text = SCENARIO.replace('names = ["mmd2", "velocity_rms"]', 'names = ["mmd2", "velocity_rms"]\nmmd2_bandwidth = 0.3')
+    ds = open_run(runner.run_scenario(scenario.loads(text), tmp_path, progress=False))
+    x, y = ds.position.values[1, -1].astype(np.float64), ds.reference.values.astype(np.float64)
+
+    def mean_k(a, b):  # the biased V-statistic, written out densely (test sizes)
+        d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        return np.exp(-d2 / (2 * 0.3**2)).mean()
+
+    expected = mean_k(x, x) - 2 * mean_k(x, y) + mean_k(y, y)
+    # positions are stored in float32: the recomputation from them agrees to float32 rounding
+    assert ds.mmd2.values[1, -1] == pytest.approx(expected, rel=1e-4, abs=1e-7)
+    with pytest.raises(scenario.ScenarioError, match="metrics.mmd2_bandwidth"):
+        scenario.loads(text.replace("mmd2_bandwidth = 0.3", "mmd2_bandwidth = -1.0"))
+
+
 def test_prune_tolerance_is_a_run_option_stored_with_the_settings(tmp_path):
     # run.prune_tol is stored with the run's settings (h5py reads it back) and is part of the file's identity
     import json

@@ -242,8 +242,8 @@ step_size = 0.1
     with pytest.raises(ScenarioError, match=r"target\.kind\[1\]: unknown kind \"ring\".*did you mean 'rings'\?"):
         loads(text.replace('"rings"]', '"ring"]'))
     # an option of one kind but not another is caught on the data point that lacks it
-    with pytest.raises(ScenarioError, match=r"target\.noise: unknown option \(kind 'checkerboard'\); expected one of scale"):
-        loads(text.replace('"rings"]', '"checkerboard"]'))
+    with pytest.raises(ScenarioError, match=r"target\.noise: unknown option \(kind 'gaussian'\); expected one of mean"):
+        loads(text.replace('"rings"]', '"gaussian"]'))
 
 
 def test_explicit_mode_mass_needs_mode_centres():

@@ -50,6 +50,21 @@ def _mixture_moments(centres, weights, std):
 _MOONS_COV = 4 * np.array([[0.75, 0.125 - 1 / math.pi], [0.125 - 1 / math.pi, 0.5625 - 1 / math.pi]]) + 0.2**2 * np.eye(2)
 _R8 = 4 / 1.414
 
+def _swiss_roll_moments():
+    """Mean and covariance of the demo's swiss roll by quadrature over t ~ U(pi/2, 9 pi/2), plus the 0.03 jitter."""
+    a, b, norm = math.pi / 2, 4.5 * math.pi, 4.5 * math.pi
+
+    def e(f):  # E f(t) for t uniform on [a, b]
+        return integrate.quad(f, a, b, limit=200)[0] / (b - a)
+
+    m = np.array([e(lambda t: t * math.cos(t)), e(lambda t: t * math.sin(t))]) / norm
+    s11 = e(lambda t: (t * math.cos(t)) ** 2) / norm**2
+    s22 = e(lambda t: (t * math.sin(t)) ** 2) / norm**2
+    s12 = e(lambda t: t * t * math.cos(t) * math.sin(t)) / norm**2
+    cov = np.array([[s11, s12], [s12, s22]]) - np.outer(m, m) + 0.03**2 * np.eye(2)
+    return m, cov
+
+
 MOMENT_CASES = {
     "gaussian_full": (
         "gaussian",
@@ -83,6 +98,10 @@ MOMENT_CASES = {
     # x1 ~ U[-4, 4); x2 uniform on [-4, 4) too; E[x1 x2] = 4 * 1/4 from the parity coupling
     "checkerboard": ("checkerboard", dict(), np.zeros(2), np.array([[16 / 3, 1.0], [1.0, 16 / 3]])),
     "spiral": ("spiral", dict(), *_spiral_moments()),
+    "swiss_roll": ("swiss_roll", dict(), *_swiss_roll_moments()),
+    # the demo's checkerboard: 0.25 x (FFJORD's + N(0, 0.2^2 I)): the jitter adds 0.05^2 to the variances
+    "checkerboard_noisy": ("checkerboard", dict(scale=0.25, noise=0.2), np.zeros(2),
+                           np.array([[16 / 3 / 16 + 0.05**2, 1 / 16], [1 / 16, 16 / 3 / 16 + 0.05**2]])),
     # rings: radii 3 (1, 3/4, 1/2, 1/4) equally likely, uniform angle: E x^2 = E r^2 / 2
     "rings": ("rings", dict(), np.zeros(2), (9 * (1 + 0.5625 + 0.25 + 0.0625) / 4 / 2 + 0.08**2) * np.eye(2)),
     "eight_gaussians_scaled": ("eight_gaussians", dict(scale=0.5), np.zeros(2), 0.25 * (_R8**2 / 2 + (0.5 / 1.414) ** 2) * np.eye(2)),
@@ -198,6 +217,7 @@ def test_rings_radii():
         ("checkerboard", {}),
         ("spiral", {}),
         ("rings", {}),
+        ("swiss_roll", {}),
     ],
 )
 def test_same_seed_same_sample(kind, opts):
@@ -282,7 +302,7 @@ def test_from_file_errors(tmp_path):
         ("mixture", {}, "mixture: centres: missing"),
         ("mixture", {"centres": [[0.0, 0.0], [1.0, 1.0]], "weights": [1.0]}, "mixture: weights: got 1 weights for 2 modes"),
         ("moons", {"scale": 0.0}, "moons: scale: got 0.0; expected a finite number > 0"),
-        ("checkerboard", {"noise": 0.1}, "checkerboard: noise: unknown option; expected one of scale"),
+        ("checkerboard", {"std": 0.1}, "checkerboard: std: unknown option; expected one of scale, noise"),
     ],
 )
 def test_bad_options_name_the_option(kind, opts, message):
@@ -302,7 +322,8 @@ def test_sample_checks_its_arguments():
 
 def test_registry():
     assert targets.names() == [
-        "gaussian", "two_modes", "mixture", "moons", "eight_gaussians", "checkerboard", "spiral", "rings", "from_file",
+        "gaussian", "two_modes", "mixture", "moons", "eight_gaussians", "checkerboard", "spiral", "rings", "swiss_roll",
+        "from_file",
     ]
     assert targets.options("two_modes") == {
         "separation": 4.0, "weights": (0.5, 0.5), "std": 0.1, "dim": 2, "stratify": True,

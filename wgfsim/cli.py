@@ -7,8 +7,8 @@ Exit codes:
   failure (disk full, I/O error), or an internal error (with a traceback);
 - 2: a user error: bad scenario, bad arguments, missing or foreign file, a
   library refusal of an input (any ``ValueError`` the library raises);
-- 130: interrupted (Ctrl-C); every record so far is kept and the message
-  says how to resume.
+- 130: interrupted (Ctrl-C, or SIGTERM or SIGHUP, which take the same
+  path); every record so far is kept and the message says how to resume.
 
 User and environment errors print one line, never a traceback.
 """
@@ -37,7 +37,12 @@ def _load(args):
     try:
         sc = load(path, overrides=args.set or ())
         check_environment(sc)
-        if not getattr(args, "no_size_check", False):
+        if getattr(args, "no_size_check", False):
+            from .flows import set_limits
+
+            # the API entry points' own check too, for this command (main restores it): the user chose to try
+            args.restore_limits = set_limits(check=False)
+        else:
             check_size(sc)
     except ScenarioError as err:
         raise UserError(str(err)) from None
@@ -73,10 +78,19 @@ def cmd_run(args) -> int:
         path = runner.run_scenario(sc, out_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     except ScenarioError as err:
         raise UserError(str(err)) from None
-    except KeyboardInterrupt:
-        print(f"\nwgfsim: interrupted; every record so far is kept. Continue with: {_resume_command(args)}",
-              file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"\nwgfsim: interrupted{_by(err)}; every record so far is kept. Continue with: "
+              f"{_resume_command(args)}", file=sys.stderr)
         return 130
+    except OSError as err:
+        partial = runner.output_path(sc, out_dir)
+        partial = partial.with_name(partial.name + ".partial")
+        if isinstance(err, _USER_ERRORS) or not partial.exists():
+            raise
+        # the environment failed (disk full, no inodes, I/O error): every published record is in the .partial
+        print(f"wgfsim: error: {_one_line(err)}; the run is kept and resumable ({partial}): free space or fix the "
+              f"disk, then continue with: {_resume_command(args)}", file=sys.stderr)
+        return EXIT_FAILURE
     print(f"wrote {path}")
     if not args.no_plots:
         from . import plots
@@ -100,15 +114,23 @@ def _report_failures(path) -> int:
 def cmd_sweep(args) -> int:
     from . import sweep
 
+    from .io.fs import check_not_symlink
+
     if args.workers is not None and (args.scheduler or args.dask_local):
         other = "--scheduler" if args.scheduler else "--dask-local"
         raise UserError(f"--workers: asks for local worker processes but {other} asks for a Dask cluster; give one "
                         "executor: --workers N (local processes), --dask-local N or --scheduler ADDRESS")
     sc = _load(args)
-    result = sweep.run_sweep(
-        sc, pathlib.Path(args.output) / sc.name, workers=args.workers, scheduler=args.scheduler,
-        dask_local=args.dask_local, progress=not args.quiet,
-    )
+    check_not_symlink(pathlib.Path(args.output) / sc.name, "sweep")  # OUTPUT/NAME is a name wgfsim chose
+    try:
+        result = sweep.run_sweep(
+            sc, pathlib.Path(args.output) / sc.name, workers=args.workers, scheduler=args.scheduler,
+            dask_local=args.dask_local, progress=not args.quiet,
+        )
+    except KeyboardInterrupt as err:
+        print(f"\nwgfsim: interrupted{_by(err)}; finished points are kept and an unfinished one resumes from its "
+              "checkpoints: run the same `wgfsim sweep` command again to continue", file=sys.stderr)
+        return 130
     print(result.summary() if hasattr(result, "summary") else result)
     return EXIT_FAILURE if getattr(result, "failed", None) else EXIT_OK
 
@@ -129,6 +151,9 @@ def cmd_validate(args) -> int:
     print(f"{sc.source}: ok: {len(points)} run(s)" + (" (data sweep: needs `wgfsim sweep`)" if sc.sweeps_data else ""))
     for p in points:
         print(f"  {p.label}")
+    from .scenario.resources import describe
+
+    print(describe(sc))
     return EXIT_OK
 
 
@@ -159,7 +184,7 @@ def cmd_info(args) -> int:
     header = ["run", *coords, "records", *[f"final {m}" for m in metrics]]
     rows, last_record = [], []
     for r in range(ds.sizes["run"]):
-        recorded = np.isfinite(ds["t"].values[r])
+        recorded = _recorded(ds, r)
         n = int(recorded.sum())
         last = int(np.flatnonzero(recorded)[-1]) if n else None
         last_record.append(last)
@@ -174,6 +199,17 @@ def cmd_info(args) -> int:
             f"run {r}: " + ("-" if last is None else "/".join(f"{m:.3f}" for m in ds["mode_mass"].values[r, last]))
             for r, last in enumerate(last_record)))
     return EXIT_OK
+
+
+def _recorded(ds, r: int):
+    """Which records of run ``r`` were written: finite ``t``, or (a file without ``t``) finite positions."""
+    import numpy as np
+
+    if "t" in ds:
+        return np.isfinite(ds["t"].values[r])
+    if "position" in ds:
+        return np.isfinite(ds["position"].values[r]).any(axis=(-2, -1))  # padded particles are NaN
+    return np.ones(ds.sizes.get("time", 0), dtype=bool)
 
 
 def cmd_plot(args) -> int:
@@ -326,8 +362,31 @@ def _user_errors() -> tuple:
     return (*_USER_ERRORS, LockHeld)
 
 
+def _stop_signals():
+    """SIGTERM and SIGHUP take the Ctrl-C path (exit 130, every record kept, the resume hint).
+
+    Returns the previous handlers (restored by :func:`main`); outside the main
+    thread signals cannot be handled and nothing changes.
+    """
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            old[sig] = signal.signal(sig, interrupt)
+        except (ValueError, OSError):  # not the main thread
+            pass
+    return old
+
+
 def main(argv=None) -> int:
+    import signal
+
     args = _parser().parse_args(argv)
+    previous = _stop_signals()
     try:
         return args.func(args)
     except _user_errors() as err:
@@ -336,12 +395,24 @@ def main(argv=None) -> int:
     except ImportError as err:  # an optional dependency asked for (CuPy, dask.distributed)
         print(f"wgfsim: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USER
-    except KeyboardInterrupt:
-        print("\nwgfsim: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"\nwgfsim: interrupted{_by(err)}", file=sys.stderr)
         return 130
     except OSError as err:  # the environment: disk full, I/O errors
         print(f"wgfsim: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if getattr(args, "restore_limits", None) is not None:
+            from .flows import LIMITS
+
+            LIMITS.update(args.restore_limits)
+
+
+def _by(err: BaseException) -> str:
+    """`` (SIGTERM)`` when a signal other than Ctrl-C stopped the command."""
+    return f" ({err.args[0]})" if err.args and str(err.args[0]).startswith("SIG") else ""
 
 
 def _one_line(err: BaseException) -> str:

@@ -339,7 +339,9 @@ def _w2_memory(n, m, d, options) -> dict:
 
 
 RECORDS: dict[str, Metric] = {r.name: r for r in (
-    Metric("mmd2", mmd2, ("run", "time"), "MMD^2 to the reference (Gaussian kernel, median heuristic)", "1",
+    Metric("mmd2", mmd2, ("run", "time"), "MMD^2 to the reference (Gaussian kernel, median heuristic or metrics.mmd2_bandwidth)", "1",
+           options=(MetricOption("mmd2_bandwidth", "bandwidth", None, "positive",
+                                 "Gaussian bandwidth (default: the median heuristic)"),),
            pair=True, pairs=lambda n, m, o: float((n + m) ** 2)),
     Metric("energy_distance", energy_distance, ("run", "time"), "energy distance to the reference", "data",
            pair=True, pairs=lambda n, m, o: float((n + m) ** 2)),

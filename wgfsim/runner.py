@@ -39,13 +39,14 @@ minibatches and latents, ``[s, 4]`` energy estimates, ``[s, 5]`` and ``[s, 6]`` 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
 import pathlib
 import re
-import shutil
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,11 +55,12 @@ from tqdm.auto import tqdm
 from . import metrics
 from .methods import particles
 from .backend import array_module, to_numpy
-from .errors import OptionError
+from .errors import ConvergenceWarning, NonFiniteError, OptionError
 from .flows import Field, get as get_flow
 from .io import checkpoint
+from .io.fs import make_owned_dir, remove_owned_dir
 from .io.lock import LockHeld, RunLock
-from .io.schema import SCALAR_METRICS
+from .io.schema import SCALAR_METRICS, Variable
 from .io.writer import RunStore
 from .methods import record as method_record
 from .methods._common import rng as _rng
@@ -66,8 +68,8 @@ from .scenario import RunPoint, Scenario, ScenarioError, expand
 from .scenario.identity import identity_hash as _fingerprint_hash
 from .scenario.identity import run_identity
 
-__all__ = ["run_scenario", "run_points", "output_path", "fingerprint", "run_identity", "RunFileError", "LockHeld",
-           "clean_stale"]
+__all__ = ["run_scenario", "run_points", "output_path", "fingerprint", "run_identity", "final_scores", "RunFileError",
+           "LockHeld", "clean_stale"]
 
 
 @dataclass
@@ -116,6 +118,8 @@ def _extra_variables(points: list[RunPoint]) -> dict:
     out: dict = {}
     for p in points:
         out.update(method_record(p.method).variables)
+        for name, long_name, units in get_flow(p.flow).diagnostics:  # a flow's solver diagnostics (Sinkhorn's)
+            out[name] = Variable(("run", "time"), "float64", long_name, units)
     return out
 
 
@@ -132,7 +136,10 @@ def _metrics(sc: Scenario, point: RunPoint, data: _Data, x, v, step: int) -> dic
         # its own seeded stream: estimating the energy never changes the trajectory
         field = Field(point.flow, params=point.flow_params or point.params, rng=_rng(point.seed, 4, step),
                       backend=sc.run.backend, prune_tol=sc.run.prune_tol)
-        out["energy"] = field.energy(x, data.target)
+        try:
+            out["energy"] = field.energy(x, data.target)
+        except NonFiniteError:  # the functional overflows at this state (huge particles): NaN, like the metrics
+            out["energy"] = math.nan
     return out
 
 
@@ -161,7 +168,7 @@ def _max_abs(x) -> float:
         return float(np.nanmax(np.abs(a))) if a.size and not np.isnan(a).all() else math.nan
 
 
-def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
+def _run_one(sc, point, method, r, store, data, ckdir, bar, unconverged: list) -> str | None:
     """Run point ``r`` (resuming from its checkpoint); returns an error message if the run failed.
 
     A run fails (its records so far kept, the other runs going on) when a step
@@ -183,6 +190,8 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
     bar.update(step)
     n_store = store.n_particles
     stored = set(store.metrics)
+    diagnostics = tuple(name for name, _, _ in get_flow(point.flow).diagnostics)
+    tol = getattr(point.flow_params, "tol", math.inf)  # Sinkhorn's: the bar of its recorded error
     while True:
         is_record = step in record_at
         if is_record:
@@ -198,6 +207,9 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
                     if v_rec is not None and sc.run.record_velocity:
                         rec["velocity"] = _pad(_storable("velocities", to_numpy(v_rec), step), n_store)
                     rec.update(_metrics(sc, point, data, x, v_rec, step))
+                    rec.update(_solver_stats(state, diagnostics))
+                    if rec.get("sinkhorn_error", 0.0) >= tol:
+                        unconverged.append((step, rec["sinkhorn_error"], rec["sinkhorn_iterations"]))
                     rec.update(extra)
                 if step == sc.run.steps:
                     if is_record:
@@ -226,6 +238,12 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar) -> str | None:
         bar.update(1)
     checkpoint.save(ck_path, {"done": True})
     return None
+
+
+def _solver_stats(state, names: tuple) -> dict:
+    """What the flow's solver reported for the field just evaluated (its record's ``diagnostics``)."""
+    carried = getattr(getattr(getattr(state, "field", None), "ctx", None), "state", None) or {}
+    return {name: float(carried[name]) for name in names if name in carried}
 
 
 def _keep(rec: dict, stored: set) -> dict:
@@ -268,7 +286,12 @@ class RunFileError(ValueError):
 
 
 def fingerprint(sc: Scenario, points: list[RunPoint], methods: list | None = None) -> dict:
-    """The run file's identity: :func:`wgfsim.scenario.identity.run_identity` (``methods`` is not needed)."""
+    """The run file's identity: :func:`wgfsim.scenario.identity.run_identity` (``methods`` is not needed).
+
+    For a ``from_file`` target or init it holds the SHA-256 of the data file's
+    content (``target.content``), so data edited between a kill and
+    ``--resume`` is refused by name.
+    """
     return run_identity(sc, points)
 
 
@@ -333,7 +356,9 @@ def clean_stale(path: pathlib.Path) -> None:
     """Remove what a run killed right after its final rename left beside a complete ``NAME.h5``.
 
     Only names derived from ``path`` (``NAME.h5.partial``, its shadow, swap and
-    ``.new``, and the ``NAME.ckpt`` folder) are touched, in ``path``'s folder.
+    ``.new``, and the ``NAME.ckpt`` folder) are touched, in ``path``'s folder;
+    the folder only when it carries our marker (:mod:`wgfsim.io.fs`), and in it
+    only our checkpoint files: a user's folder of that name is left alone.
     """
     partial = path.with_name(path.name + ".partial")
     for p in (partial, partial.with_name(partial.name + ".shadow"), partial.with_name(partial.name + ".swap"),
@@ -342,7 +367,7 @@ def clean_stale(path: pathlib.Path) -> None:
             p.unlink()
         except FileNotFoundError:
             pass
-    shutil.rmtree(checkpoint.ckpt_dir(path), ignore_errors=True)
+    remove_owned_dir(checkpoint.ckpt_dir(path), path.name, "checkpoints", strict=False)
 
 
 def _output_folder(folder: pathlib.Path) -> None:
@@ -352,17 +377,25 @@ def _output_folder(folder: pathlib.Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the environment's: exit 1 like a full disk
+            raise OSError(err.errno, f"{folder}: cannot create the output folder ({err.strerror})") from None
         raise RunFileError(f"{folder}: cannot create the output folder ({err.strerror or _short(err)})") from None
     probe = folder / f".wgfsim-write-test-{os.getpid()}"
-    try:
-        probe.touch()
+    full = (errno.ENOSPC, errno.EDQUOT, errno.EIO)  # the environment's (exit 1), not the user's choice of folder
+    try:  # O_EXCL|O_NOFOLLOW: a planted symlink at the probe's name is never written through
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
         probe.unlink()
+    except FileExistsError:
+        pass  # a leftover probe or a planted name: the folder exists; the real writes below check their own names
     except OSError as err:
+        if err.errno in full:  # a full disk, no inodes left: like any full disk later in the run
+            raise OSError(err.errno, f"{folder}: cannot write in the output folder ({err.strerror}; a file system "
+                          "with no free inodes says so too)") from None
         raise RunFileError(f"{folder}: cannot write in the output folder ({err.strerror or _short(err)})") from None
 
 
 def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = False, overwrite: bool = False,
-               progress: bool = True) -> pathlib.Path:
+               progress: bool = True, sweep_point: str | None = None) -> pathlib.Path:
     """Run ``points`` into one file ``path`` (``NAME.h5``, written as ``NAME.h5.partial``); return the final path.
 
     A run whose step produces NaN/inf (or positions beyond float32, or a
@@ -377,6 +410,9 @@ def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = Fal
     keys); without ``resume`` an existing ``.partial`` is refused unless
     ``overwrite=True``.  The lock ``NAME.h5.lock`` is held throughout
     (:class:`~wgfsim.io.lock.LockHeld` when another process holds it).
+    ``sweep_point``: the identity a sweep gives this point (the hash in its
+    file name), stored as the attribute ``sweep_point`` so that
+    :func:`wgfsim.io.open_sweep` can refuse a file of another point.
     """
     path = pathlib.Path(path)
     if not points:
@@ -393,7 +429,7 @@ def run_points(sc: Scenario, points: list[RunPoint], path, *, resume: bool = Fal
     _output_folder(path.parent)
     with RunLock(path):
         return _run_locked(sc, points, methods, data, ident, path, resume=resume, overwrite=overwrite,
-                           progress=progress)
+                           progress=progress, extra={"sweep_point": sweep_point} if sweep_point else {})
 
 
 def _method(sc: Scenario, point: RunPoint, data: _Data, xp, dtype):
@@ -404,7 +440,7 @@ def _method(sc: Scenario, point: RunPoint, data: _Data, xp, dtype):
     return rec.cls(settings, point, data.target, xp, dtype, sc.run.backend, sc.run.prune_tol)
 
 
-def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, progress) -> pathlib.Path:
+def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, progress, extra) -> pathlib.Path:
     n_particles = max(m.n_points for m in methods)
     ckdir = checkpoint.ckpt_dir(path)
     partial = path.with_name(path.name + ".partial")
@@ -428,7 +464,8 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
                                "and --set values), or discard it with --overwrite")
         if resume:
             print(f"wgfsim: nothing to resume at {partial}; starting afresh", file=sys.stderr)
-        shutil.rmtree(ckdir, ignore_errors=True)
+        # a stale checkpoint folder of ours goes; anything else at that name is refused, never removed
+        remove_owned_dir(ckdir, path.name, "checkpoints")
         store = RunStore.create(
             path,
             run_coords=_run_coords(points),
@@ -437,7 +474,7 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
             mode_names=data.mode_names or 0,
             target=data.target,
             reference=data.reference,
-            attrs={**_attrs(sc, points[0]), "fingerprint": _fingerprint_hash(ident),
+            attrs={**_attrs(sc, points[0]), **extra, "fingerprint": _fingerprint_hash(ident),
                    "resolved_scenario": json.dumps(ident, sort_keys=True)},
             record_velocity=sc.run.record_velocity,
             overwrite=True,
@@ -447,23 +484,65 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
             target_mode_mass=data.target_mode_mass,
             run_text=_run_text(points, methods, ident),
         )
-    ckdir.mkdir(parents=True, exist_ok=True)
+    make_owned_dir(ckdir, path.name, "checkpoints")  # refuses a symlink or a folder we did not write
     failed = {}
     total = len(points) * sc.run.steps
     try:
         with tqdm(total=total, disable=not progress, unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
             for r, (point, method) in enumerate(zip(points, methods)):
                 bar.set_description(point.label)
-                err = _run_one(sc, point, method, r, store, data, ckdir, bar)
+                unconverged: list = []
+                with warnings.catch_warnings():  # recorded per step and summarised below, not one warning a step
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    err = _run_one(sc, point, method, r, store, data, ckdir, bar, unconverged)
+                if unconverged:
+                    _report_unconverged(point, unconverged, sc.run.steps // sc.run.record_every + 1)
                 if err is not None:
                     failed[point.label] = err
                     print(f"wgfsim: run '{point.label}' stopped: {err}", file=sys.stderr)
-        final = store.finish({"failed_runs": json.dumps(failed)})
+        scored = _stored_metrics(sc, points) + tuple(_extra_variables(points))  # the metrics and e.g. the loss
+        scores = final_scores(partial, scored, sc.metrics.final_window)
+        final = store.finish({"failed_runs": json.dumps(failed), **scores})
     except BaseException:
         store.close()  # the .partial keeps every record; --resume continues from the checkpoints
         raise
-    shutil.rmtree(ckdir, ignore_errors=True)
+    remove_owned_dir(ckdir, path.name, "checkpoints", strict=False)
     return final
+
+
+def _report_unconverged(point: RunPoint, unconverged: list, n_records: int) -> None:
+    """One line per run whose Sinkhorn solves missed their tolerance at some records."""
+    step, err, it = max(unconverged, key=lambda u: u[1])
+    print(f"wgfsim: run '{point.label}': Sinkhorn did not reach its tol at {len(unconverged)} of about {n_records} "
+          f"records (largest marginal error {err:.3g}, at step {step} after {it:.0f} iterations); the file records "
+          "sinkhorn_error and sinkhorn_iterations per record: raise max_iter or use scaling", file=sys.stderr)
+
+
+def final_scores(file, names, window: int) -> dict:
+    """Each run's final score: mean and spread of each scalar metric over its last ``window`` records.
+
+    One record is one latent batch (generator) or one particle cloud, so its
+    value is partly luck; the mean over the last ``window`` records of a run
+    (its finite values, the final record included) and their sample standard
+    deviation (NaN from fewer than two) are the score to compare.  Returns
+    attributes ``final_window`` and per metric ``final_<name>_mean`` and
+    ``final_<name>_std`` (one number per run), read back from ``file``.
+    """
+    import h5py
+
+    out: dict = {"final_window": int(window)}
+    with h5py.File(file, "r", locking=False) as h:
+        for name in names:
+            if name not in h:
+                continue
+            values = np.asarray(h[name][...], dtype=np.float64)  # (run, time)
+            means, stds = [], []
+            for row in values:
+                last = row[np.isfinite(row)][-window:]
+                means.append(float(last.mean()) if last.size else math.nan)
+                stds.append(float(last.std(ddof=1)) if last.size > 1 else math.nan)
+            out[f"final_{name}_mean"], out[f"final_{name}_std"] = means, stds
+    return out
 
 
 def _run_coords(points: list[RunPoint]) -> dict:

@@ -19,6 +19,10 @@ Kinds (options and defaults: :func:`options`):
     the 2-D toys of FFJORD's ``lib/toy_data.py`` (Grathwohl et al. 2019), the
     benchmark sets of the drifting and flow-matching literature, at their
     published scale (support within about ``[-4, 4]^2``) times ``scale``.
+``swiss_roll``
+    the 2-D swiss roll of Deng et al.'s toy demo: ``t = pi/2 + 4 pi u``,
+    ``u ~ U(0, 1)``, the point ``(t cos t, t sin t) / (9 pi / 2)`` (inside
+    ``[-1, 1]^2``) plus Gaussian jitter (std 0.03), times ``scale``.
 ``from_file``
     rows of a 2-D array in an ``.npy`` or HDF5 file.
 
@@ -40,8 +44,10 @@ Public calls: :func:`names`, :func:`options`, :func:`option_ranks`,
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -140,14 +146,24 @@ def _is_number(v) -> bool:
     return not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, float, np.integer, np.floating))
 
 
+# Lengths (separation, std, scale, noise, centres, means) stay within 1e75: squared distances between the
+# samples then stay within 1e150, the kernel temperatures the primitive represents (a median bandwidth or a
+# Sinkhorn epsilon of the data's scale), so a target is refused by the option that made it, not later
+# through a derived eps the user never wrote.
+LENGTH_LIMIT = 1e75
+_LENGTH_WHY = "so that squared distances between samples stay within 1e150, the kernels' range"
+
+
 def _real(kind, option, value, *, minimum=0.0, strict=True) -> float:
-    """A finite number ``> minimum`` (``>=`` when not strict)."""
+    """A finite number ``> minimum`` (``>=`` when not strict) and at most :data:`LENGTH_LIMIT`."""
     relation = ">" if strict else ">="
     expected = f"a finite number {relation} {minimum:g}"
     if not _is_number(value) or not math.isfinite(value):
         raise TargetError(kind, option, f"got {show_value(value)}", expected)
     if (value <= minimum) if strict else (value < minimum):
         raise TargetError(kind, option, f"got {value!r}", expected)
+    if value > LENGTH_LIMIT:
+        raise TargetError(kind, option, f"got {value!r}", f"at most {LENGTH_LIMIT:g} ({_LENGTH_WHY})")
     return float(value)
 
 
@@ -180,6 +196,9 @@ def _array(kind, option, value, ndim, what) -> np.ndarray:
         raise TargetError(kind, option, f"got {show_value(value)}", what) from None
     if arr.ndim != ndim or arr.size == 0 or not np.all(np.isfinite(arr)):
         raise TargetError(kind, option, f"got {show_value(value)}", what)
+    if float(np.abs(arr).max()) > LENGTH_LIMIT:
+        raise TargetError(kind, option, f"a value of magnitude {float(np.abs(arr).max()):.3g}",
+                          f"values of magnitude at most {LENGTH_LIMIT:g} ({_LENGTH_WHY})")
     return arr
 
 
@@ -402,17 +421,20 @@ def _eight_gaussians(opts, given, base_dir) -> Target:
 @_register(
     "checkerboard",
     "FFJORD checkerboard: uniform on 8 of the 16 squares of side 2 tiling [-4, 4]^2",
-    {"scale": _SCALE},
+    {"scale": _SCALE, "noise": _Option(0.0, 0, "Gaussian jitter std before scaling (Deng et al.'s demo: 0.2 at scale 0.25, i.e. 0.05)")},
 )
 def _checkerboard(opts, given, base_dir) -> Target:
-    scale, _ = _toy_common("checkerboard", opts, has_noise=False)
+    scale, noise = _toy_common("checkerboard", opts)
     # the 8 occupied squares' centres; nearest-centre assignment is exact on the squares
     centres = scale * np.array([(-3, -3), (-3, 1), (1, -3), (1, 1), (-1, -1), (-1, 3), (3, -1), (3, 3)], dtype=float)
 
     def draw(n, rng):
         x1 = rng.random(n) * 4 - 2  # (n,)
         x2 = rng.random(n) - rng.integers(0, 2, n) * 2 + np.floor(x1) % 2
-        return scale * 2 * np.stack([x1, x2], axis=1)
+        pts = 2 * np.stack([x1, x2], axis=1)  # (n, 2)
+        if noise > 0:
+            pts = pts + noise * rng.standard_normal((n, 2))
+        return scale * pts
 
     return Target("checkerboard", 2, draw, centres=centres, mode_labels=tuple(f"square{i}" for i in range(8)))
 
@@ -456,6 +478,27 @@ def _rings(opts, given, base_dir) -> Target:
         return scale * pts
 
     return Target("rings", 2, draw)
+
+
+@_register(
+    "swiss_roll",
+    "Deng et al.'s demo swiss roll: (t cos t, t sin t) / (9 pi/2), t = pi/2 + 4 pi u, in [-1, 1]^2, jitter 0.03",
+    {"scale": _SCALE, "noise": _Option(0.03, 0, "Gaussian jitter std (the demo: 0.03)")},
+)
+def _swiss_roll(opts, given, base_dir) -> Target:
+    scale, noise = _toy_common("swiss_roll", opts)
+    # the demo divides by the batch's largest |coordinate|; its supremum over the curve is
+    # t sin t at the end t = 9 pi/2 (d/dt (t sin t) = 1 > 0 there), a constant here
+    norm = 4.5 * math.pi
+
+    def draw(n, rng):
+        t = 0.5 * math.pi + 4.0 * math.pi * rng.random(n)  # (n,)
+        pts = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / norm  # (n, 2)
+        if noise > 0:
+            pts = pts + noise * rng.standard_normal((n, 2))
+        return scale * pts
+
+    return Target("swiss_roll", 2, draw)
 
 
 _H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
@@ -630,6 +673,41 @@ def _from_file(opts, given, base_dir) -> Target:
         return data[:n].copy()
 
     return Target(kind, data.shape[1], draw, max_n=None if replace else rows)
+
+
+# ---------------------------------------------------------------- the data's identity
+
+_DIGESTS: dict = {}  # (path, inode, size, mtime_ns) -> digest: one hash per file and process, however many points
+
+
+def content_identity(kind: str, *, base_dir: str = ".", **params) -> dict | None:
+    """What identifies the data a kind reads from outside the scenario: ``{"sha256", "bytes"}`` or None.
+
+    ``from_file`` reads a file that can change between a kill and ``--resume``
+    (or between two runs of a sweep) while its path stays the same, so the
+    identity of a run covers the file's *content*: the SHA-256 of every byte
+    of it (streamed, about 1 GB/s; cached per process by path, inode, size
+    and modification time, so a sweep hashes a file once).  Every other
+    kind is determined by its options and seed: None.  A path that cannot be
+    read gives None here (building the target refuses it, naming the path).
+    """
+    if kind != "from_file" or not isinstance(params.get("path"), str):
+        return None
+    path = os.path.realpath(os.path.join(base_dir, os.path.expanduser(params["path"])))
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        key = (path, st.st_ino, st.st_size, st.st_mtime_ns)
+        if key not in _DIGESTS:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            _DIGESTS[key] = digest.hexdigest()
+    except OSError:
+        return None
+    return {"sha256": _DIGESTS[key], "bytes": st.st_size}
 
 
 # ---------------------------------------------------------------- public calls

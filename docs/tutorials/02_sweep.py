@@ -40,6 +40,9 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a ke
 
 import matplotlib.pyplot as plt
 import numpy as np
+import xarray as xr
+
+xr.set_options(display_style="text")  # plain-text reprs (the site shows no xarray stylesheet)
 
 import wgfsim
 from wgfsim.diagnostics import half_time

@@ -14,18 +14,20 @@ Public calls: :func:`velocity`, :func:`energy`, :func:`names`, :func:`get`,
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace, resolve_backend
-from ._registry import (GAP_LAWS, CarriedState, Context, Flow, _REGISTRY, get, kernel_gap_decay, kernel_pairs,
+from ._registry import (GAP_LAWS, LIMITS, CarriedState, Context, Flow, ResourceError, _REGISTRY, check_call, get,
+                        kernel_gap_decay, kernel_pairs, set_limits,
                         largest_bandwidth, make_params, names, options, register, sqrt_largest_epsilon,
                         transport_gap_decay)
 
 __all__ = ["Flow", "Context", "CarriedState", "Field", "register", "get", "names", "make_params", "options", "velocity", "energy",
            "field_at", "largest_bandwidth", "sqrt_largest_epsilon", "kernel_gap_decay", "transport_gap_decay",
-           "kernel_pairs", "GAP_LAWS"]
+           "kernel_pairs", "GAP_LAWS", "LIMITS", "set_limits", "ResourceError"]
 
 
 def _check_real(arr, argname):
@@ -44,6 +46,17 @@ def _check_real(arr, argname):
             f"cast with {argname}.astype(numpy.float32) or numpy.float64"
         )
     raise ValueError(f"{argname}: expected real numbers (float32 or float64; integers are converted to float64), got dtype {dt}")
+
+
+def _shape(arr):
+    """The shape of an array or nested list without copying it (None where it has none)."""
+    shape = getattr(arr, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    try:
+        return np.shape(arr) if isinstance(arr, (list, tuple)) else None
+    except ValueError:  # ragged
+        return None
 
 
 def _as_points(arr, argname, dtype=None):
@@ -125,7 +138,8 @@ class Field:
         """The carried state (string keys, plain data); the checkpoint saves and restores it."""
         return self.ctx.state
 
-    def _prepare(self, x, y, a, b):
+    def _prepare(self, x, y, a, b, rows: int | None = None):
+        self._check_size(x, y, rows)  # from the shapes, before any copy or check allocates
         x = _as_points(x, "x")
         y = _as_points(y, "y", dtype=x.dtype)
         if x.shape[1] != y.shape[1]:
@@ -137,13 +151,37 @@ class Field:
         backend = resolve_backend(self.ctx.backend, x, y)
         return x, y, a, b, backend
 
+    def _check_size(self, x, y, rows=None) -> None:
+        """Refuse a call beyond the available memory or the pair limit (:func:`~._registry.check_call`)."""
+        sx, sy = _shape(x), _shape(y)
+        if sx is None or sy is None or len(sx) != 2 or len(sy) != 2 or sx[1] != sy[1]:
+            return  # _as_points names what is wrong with them
+        dtype = getattr(x, "dtype", None)
+        floating = dtype is not None and np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
+        itemsize = 4 if floating and np.dtype(dtype) == np.dtype(np.float32) else 8
+        check_call(self.flow, max(int(sx[0]), rows or 0), int(sy[0]), int(sx[1]), self.params, itemsize,
+                   converted=not floating)
+
     def __call__(self, x, y, a=None, b=None):
-        """The velocity v(x) (N, d), same type and dtype as x."""
+        """The velocity v(x) (N, d), same type and dtype as x.
+
+        Refused before anything is allocated (:class:`~wgfsim.flows.ResourceError`) when the call would need
+        more memory than is available or more point pairs than ``LIMITS["max_pairs"]``
+        (the flow record's ``memory`` and ``pairs``).
+
+        Raises :class:`~wgfsim.errors.NonFiniteError` (a ``ValueError``) when
+        the field of these finite inputs is NaN or inf (an overflow), never
+        returning it.
+        """
         x, y, a, b, backend = self._prepare(x, y, a, b)
         ctx = dataclasses.replace(self.ctx, backend=backend)
         ctx.state = self.ctx.state  # share the carried state, not a copy
         with primitives.pruning(self.prune_tol):
-            return self.flow.velocity(x, y, a, b, self.params, ctx)
+            v = self.flow.velocity(x, y, a, b, self.params, ctx)
+        xp = array_namespace(v)
+        if not bool(xp.all(xp.isfinite(v))):
+            raise _non_finite(self, "velocity", x, y, int(xp.sum(~xp.isfinite(v))), v.size)
+        return v
 
     def energy(self, x, y, a=None, b=None) -> float:
         """The flow's own functional at (q, p); only for true gradient flows."""
@@ -154,8 +192,30 @@ class Field:
             )
         x, y, a, b, backend = self._prepare(x, y, a, b)
         ctx = Context(backend=backend, rng=self.ctx.rng, state=self.ctx.state)
-        with primitives.pruning(self.prune_tol):
-            return float(self.flow.energy(x, y, a, b, self.params, ctx))
+        with np.errstate(over="ignore", invalid="ignore"), primitives.pruning(self.prune_tol):
+            value = float(self.flow.energy(x, y, a, b, self.params, ctx))
+        if not math.isfinite(value):
+            raise _non_finite(self, "energy", x, y, 1, 1)
+        return value
+
+
+def _non_finite(f: Field, what: str, x, y, bad: int, total: int) -> Exception:
+    from ..errors import NonFiniteError
+
+    def biggest(arr) -> float:
+        xp = array_namespace(arr)
+        return float(xp.max(xp.abs(arr)))
+
+    return NonFiniteError(
+        f"{f.name}: the {what} is not finite ({bad} of {total} values NaN or inf) although the inputs are "
+        f"(max |x| {biggest(x):.3g}, max |y| {biggest(y):.3g}, dtype {x.dtype}); the inputs or the options "
+        f"({_shown_options(f.params)}) overflow the arithmetic: rescale the data or change the option"
+    )
+
+
+def _shown_options(params) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(params).items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
 def velocity(name: str, x, y, *, a=None, b=None, rng=None, backend: str = "auto", prune_tol=None, **params):
@@ -187,7 +247,7 @@ def field_at(name: str, z, x, y, *, a=None, b=None, rng=None, backend: str = "au
     if f.flow.field_at is None:
         have = [n for n in names() if _REGISTRY[n].field_at is not None]
         raise ValueError(f"{name}: has no field at arbitrary points; flows with one: {have}")
-    x, y, a, b, backend_ = f._prepare(x, y, a, b)
+    x, y, a, b, backend_ = f._prepare(x, y, a, b, rows=_shape(z)[0] if _shape(z) else None)
     z = _as_points(z, "z", dtype=x.dtype)
     if z.shape[1] != x.shape[1]:
         raise ValueError(f"z and x: dimensions differ (z has {z.shape[1]}, x has {x.shape[1]})")

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .. import errors
 from ..errors import OptionError
 
 from ..backend import array_namespace, to_numpy
@@ -71,15 +72,14 @@ def one_of(flow: str, option: str, value, choices):
 
 
 def boolean(flow: str, option: str, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise OptionError(flow, option, value, "true or false")
-    return bool(value)
+    """The one boolean rule (:func:`wgfsim.errors.boolean`)."""
+    return errors.boolean(flow, option, value)
 
 
-def positive_int(flow: str, option: str, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise OptionError(flow, option, value, "a positive integer")
-    return int(value)
+def positive_int(flow: str, option: str, value, maximum=None, why: str = ""):
+    """A positive integer (at most ``maximum``): :func:`wgfsim.errors.number`."""
+    return errors.number(flow, option, value, integer=True, minimum=1, maximum=maximum,
+                         expected=None if maximum is not None else "a positive integer", why=why)
 
 
 def cost_of(flow: str, value):

@@ -15,8 +15,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import errors
+
 __all__ = ["Flow", "Context", "CarriedState", "register", "get", "names", "options", "make_params", "GAP_LAWS",
-           "kernel_gap_decay", "transport_gap_decay", "kernel_pairs", "largest_bandwidth", "sqrt_largest_epsilon"]
+           "kernel_gap_decay", "transport_gap_decay", "kernel_pairs", "largest_bandwidth", "sqrt_largest_epsilon",
+           "LIMITS", "set_limits", "ResourceError", "check_call", "call_memory", "human_bytes"]
 
 
 class CarriedState(dict):
@@ -88,6 +91,10 @@ class Flow:
     # flows whose field decays across a gap); the critics' fields grow like 1/lambda on samples, so theirs
     # follow lambda (wgfsim.studies._settings).
     study_step: Callable[[Any], float] | None = None
+    # diagnostics: ((name, long_name, units), ...) numbers the flow's solver leaves in its carried state after each
+    # velocity call (sinkhorn: the iterations used and the marginal error reached); a run stores them per record
+    # as (run, time) variables, NaN for runs of other flows.
+    diagnostics: tuple = ()
     # examples: small option sets that together reach the flow's code paths; the backend parity tests
     # (tests/test_gpu.py) run each on every backend.
     examples: tuple = ({},)
@@ -96,6 +103,74 @@ class Flow:
 
 
 _REGISTRY: dict[str, Flow] = {}
+
+
+# ---------------------------------------------------------------- resources of one call
+
+# The most point pairs one velocity (or energy) call, one run step or one record's metrics may visit: 1e13 is
+# hours on a CPU core (~1e9 kernel evaluations a second) and minutes on a GPU.  Raise it with
+# set_limits(max_pairs=...), or turn the check off with set_limits(check=False) (`--no-size-check`).
+LIMITS = {"check": True, "max_pairs": 1e13}
+
+
+def set_limits(*, check: bool | None = None, max_pairs: float | None = None) -> dict:
+    """Set the size check of the API entry points (and the scenario's); returns the previous settings."""
+    old = dict(LIMITS)
+    if check is not None:
+        LIMITS["check"] = errors.boolean("set_limits", "check", check)
+    if max_pairs is not None:
+        LIMITS["max_pairs"] = errors.number("set_limits", "max_pairs", max_pairs, minimum=0, open_minimum=True)
+    return old
+
+
+class ResourceError(errors.OptionError):
+    """A call or a run that would need more memory than is available, or more point pairs than the limit."""
+
+    def __init__(self, message: str):
+        ValueError.__init__(self, message)
+        self.owner, self.key, self.value, self.expected, self.hint = "", "", None, message, None
+
+
+def human_bytes(n: float) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n / 2**10:.3g} KiB"
+
+
+def call_memory(flow: Flow, n: int, m: int, d: int, params, itemsize: int, converted: bool) -> dict:
+    """Bytes one call of ``flow`` on ``x`` (n, d) and ``y`` (m, d) allocates, by part (its record's ``memory``
+    plus the velocity, the finiteness checks and, for inputs that are not float arrays yet, their copies)."""
+    parts = {"velocity": float(n * d * itemsize), "input checks": float(n + m)}
+    if converted:
+        parts["inputs as floats"] = float((n + m) * d * 8)
+    if flow.memory is not None:
+        parts.update(flow.memory(n, m, d, params))
+    return parts
+
+
+def check_call(flow: Flow, n: int, m: int, d: int, params, itemsize: int = 8, converted: bool = False,
+               available: int | None = None) -> None:
+    """Refuse (:class:`ResourceError`) a call whose memory exceeds what is available or whose pairs exceed
+    ``LIMITS["max_pairs"]``: from the shapes alone, before anything is allocated."""
+    if not LIMITS["check"]:
+        return
+    parts = call_memory(flow, n, m, d, params, itemsize, converted)
+    need = sum(parts.values())
+    if available is None:
+        from ..targets import _available_memory  # the one reading of the machine's memory
+
+        available = _available_memory()
+    if available is not None and need > available:
+        biggest = ", ".join(f"{k} {human_bytes(v)}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])[:3])
+        raise ResourceError(f"{flow.name}: x ({n}, {d}) and y ({m}, {d}) need about {human_bytes(need)} of memory "
+                            f"({biggest}) but {human_bytes(available)} is available; pass fewer points or smaller "
+                            "options, or turn the check off with wgfsim.flows.set_limits(check=False)")
+    pairs = flow.pairs(n, m, d, params) if flow.pairs is not None else float(n * m)
+    if pairs > LIMITS["max_pairs"]:
+        raise ResourceError(f"{flow.name}: x ({n}, {d}) and y ({m}, {d}) need about {pairs:.3g} point pairs per call, "
+                            f"more than the limit {LIMITS['max_pairs']:.3g} (hours on a CPU); pass fewer points or "
+                            "smaller options, or raise it with wgfsim.flows.set_limits(max_pairs=...)")
 
 
 GAP_LAWS = ("gaussian", "laplace", "none")
@@ -161,5 +236,9 @@ def make_params(name: str, **opts):
             hint = difflib.get_close_matches(key, known, n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise ValueError(f"{name}: unknown option {key!r}{extra}; {name} takes {sorted(known)}")
-    return flow.Params(**opts)
+    params = flow.Params(**opts)
+    for f in dataclasses.fields(params):  # whatever a flow's Params forgets: a boolean option takes only a boolean
+        if isinstance(f.default, bool):
+            errors.boolean(name, f.name, getattr(params, f.name))
+    return params
 

@@ -274,7 +274,9 @@ def newton(K: TargetKernel, c, log_b, u0, lam: float, tol: float, max_iter: int)
             break
         u, j, kb = u_new, j_new, kb_new
     if dec / 2 > max(tol, PURE_NEWTON):
-        raise RuntimeError(
+        from ..errors import ConvergenceError
+
+        raise ConvergenceError(
             f"kale: Newton's method stopped with decrement/2 = {dec / 2:.3g} > tol = {tol:g} after {it} iterations "
             f"(lambda_ = {lam:g}); raise max_iter, or a larger lambda_ makes the dual better conditioned"
         )

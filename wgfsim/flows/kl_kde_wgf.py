@@ -89,6 +89,15 @@ def _draws(x, params: Params, ctx):
     return xp.asarray(nodes, dtype=x.dtype), xp.asarray(wts, dtype=x.dtype)
 
 
+def _memory(d: int, params: Params) -> dict:
+    """Bytes of the offsets and weights (R (d + 1), R = n_mc or n_nodes^d) and, for Gauss-Hermite, the
+    ``n_nodes x n_nodes`` companion matrix whose eigenvalues are the nodes."""
+    if params.quadrature == "gauss_hermite":
+        return {"kl_kde_wgf Gauss-Hermite nodes": 8.0 * (params.n_nodes ** min(d, 3) * (d + 1)
+                                                        + 2 * params.n_nodes ** 2)}
+    return {"kl_kde_wgf Monte-Carlo offsets": 8.0 * 2 * params.n_mc * (d + 1)}
+
+
 def _centre(x):
     """A point near the particles (their mean, (d,)), subtracted from the offsets to keep them small."""
     xp = array_namespace(x)
@@ -163,6 +172,7 @@ FLOW = register(
         gap_decay=lambda p: ("gaussian", math.sqrt(2.0) * largest_bandwidth(p)),
         pairs=lambda n, m, d, p: float(len(p.bandwidth) * (p.n_mc if p.quadrature == "monte_carlo" else p.n_nodes ** d)
                                        * (n * m + n * n)),
+        memory=lambda n, m, d, p: _memory(d, p),
         no_two_atom="a smoothed field: its two-atom value is an integral over the noise, with no closed form",
         examples=(dict(bandwidth=0.7, n_mc=4), dict(bandwidth=0.7, quadrature="gauss_hermite", n_nodes=3)),
     )

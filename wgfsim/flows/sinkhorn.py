@@ -16,7 +16,10 @@ Log-domain updates (``la = log a``, ``lb = log b``), each one primitive call::
 The self problem uses the symmetric update ``f <- (f + T(f))/2``.  Iterations
 stop when the marginal error ``sum_i a_i |exp((f_i - T(g)_i)/eps) - 1|`` of
 both problems falls below ``tol``, or after ``max_iter`` (the paper used
-100).  A bound :class:`wgfsim.flows.Field` keeps the potentials between calls
+100); stopping at ``max_iter`` with the tolerance unmet warns
+(:class:`wgfsim.errors.ConvergenceWarning`, naming the iterations and the
+error), and a run records both per stored step (``sinkhorn_iterations``,
+``sinkhorn_error``).  A bound :class:`wgfsim.flows.Field` keeps the potentials between calls
 and moves them onto the next call's points by c-transforms (warm start);
 ``scaling`` in (0, 1) anneals eps from the squared diameter on a cold start
 (eps-scaling).  With ``cost="euclidean"`` the displacements are
@@ -36,9 +39,9 @@ import numpy as np
 
 from .. import primitives
 from ..backend import array_namespace
-from ..errors import OptionError
+from ..errors import OptionError, number
 from ._registry import Flow, register, sqrt_largest_epsilon, transport_gap_decay
-from ._common import cost_of, log_weights, positive_floats, positive_int, set_frozen, weights
+from ._common import boolean, cost_of, log_weights, positive_floats, positive_int, set_frozen, weights
 
 
 @dataclass(frozen=True)
@@ -51,16 +54,16 @@ class Params:
     warm_start: bool = True
 
     def __post_init__(self):
-        if self.scaling is not None and not (isinstance(self.scaling, (int, float)) and 0 < self.scaling < 1):
+        if self.scaling is not None and (isinstance(self.scaling, bool) or not isinstance(self.scaling, (int, float))
+                                         or not 0 < self.scaling < 1):
             raise OptionError("sinkhorn", "scaling", self.scaling, "a number in (0, 1) or none")
-        if not isinstance(self.tol, (int, float)) or isinstance(self.tol, bool) or not self.tol > 0:
-            raise OptionError("sinkhorn", "tol", self.tol, "a positive number")
         set_frozen(
             self,
             epsilon=positive_floats("sinkhorn", "epsilon", self.epsilon),
             cost=cost_of("sinkhorn", self.cost),
             max_iter=positive_int("sinkhorn", "max_iter", self.max_iter),
-            tol=float(self.tol),
+            tol=number("sinkhorn", "tol", self.tol, minimum=0, open_minimum=True),
+            warm_start=boolean("sinkhorn", "warm_start", self.warm_start),
         )
 
 
@@ -178,6 +181,7 @@ def velocity(x, y, a, b, params: Params, ctx):
     la, lb = log_weights(a, n, x), log_weights(b, m, x)
     unit = params.cost == "euclidean"
     v = 0.0
+    iterations, error = 0, 0.0
     for eps in params.epsilon:
         key = f"sinkhorn/{eps!r}"  # the carried state's keys are strings (a checkpoint stores them as they are)
         state = ctx.state.get(key) if params.warm_start else None
@@ -189,13 +193,29 @@ def velocity(x, y, a, b, params: Params, ctx):
             scaling=params.scaling, init=init, backend=ctx.backend,
         )
         ctx.state[key] = (xp.asarray(x, copy=True), la, f, fxx)  # a copy: callers may update x in place
-        ctx.state["sinkhorn_iterations"] = it
-        ctx.state["sinkhorn_error"] = err
+        iterations, error = max(iterations, it), max(error, err)
+        if not err < params.tol:
+            _warn_unconverged(eps, it, err, params)
         # P^xy_ij = softmax_j(lb_j + (g_j - C_ij)/eps), P^xx_ik = softmax_k(la_k + (fxx_k - C_ik)/eps)
         pull = primitives.lse_shift(x, y, lb + g / eps, eps=eps, cost=params.cost, unit=unit, backend=ctx.backend)[1]
         push = primitives.lse_shift(x, x, la + fxx / eps, eps=eps, cost=params.cost, unit=unit, backend=ctx.backend)[1]
         v = v + pull - push
+    # what the run records per stored step (largest over the epsilons): sinkhorn_iterations, sinkhorn_error
+    ctx.state["sinkhorn_iterations"] = iterations
+    ctx.state["sinkhorn_error"] = error
     return v
+
+
+def _warn_unconverged(eps, it, err, params) -> None:
+    """A :class:`~wgfsim.errors.ConvergenceWarning` naming the iterations used and the marginal error reached."""
+    import warnings
+
+    from ..errors import ConvergenceWarning
+
+    warnings.warn(ConvergenceWarning(
+        f"sinkhorn: epsilon = {eps:g} stopped at max_iter = {params.max_iter} ({it} iterations) with marginal error "
+        f"{err:.3g} > tol = {params.tol:g}; the field may be far from the converged one: raise max_iter, or use "
+        "scaling (eps-scaling) or a larger epsilon (a run's warm starts converge over steps)"), stacklevel=4)
 
 
 def divergence(x, y, a, b, eps, cost="sqeuclidean", *, tol=1e-9, max_iter=10_000, backend="auto"):
@@ -233,6 +253,10 @@ FLOW = register(
         gap_decay=transport_gap_decay,
         pairs=lambda n, m, d, p: float(len(p.epsilon) * ((p.max_iter + 1) * (2 * n * m + n * n))),
         no_two_atom="the debiased Sinkhorn field between two atoms has no closed form at finite epsilon",
+        diagnostics=(("sinkhorn_iterations", "Sinkhorn iterations the field of this step used (largest over "
+                      "epsilons; NaN for runs of other flows)", "1"),
+                     ("sinkhorn_error", "Sinkhorn marginal error reached at this step (largest over epsilons; "
+                      "converged when below the flow's tol, see flow_params)", "1")),
         examples=(dict(epsilon=0.1, max_iter=30, tol=1e-30), dict(epsilon=0.1, cost="euclidean", max_iter=30, tol=1e-30),
                   dict(epsilon=0.05, scaling=0.5, max_iter=20, tol=1e-30)),
     )

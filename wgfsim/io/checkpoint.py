@@ -7,10 +7,11 @@ JSON strings) plus the run's status; ``NAME.ckpt/run<r>.npz`` sits next to
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import numpy as np
+
+from .fs import write_atomic
 
 __all__ = ["ckpt_dir", "save", "load", "CheckpointError"]
 
@@ -26,12 +27,7 @@ def ckpt_dir(path: pathlib.Path) -> pathlib.Path:
 
 def save(path: pathlib.Path, snap: dict) -> None:
     """Write ``snap`` (str -> array or str) to ``path`` atomically: a kill leaves the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **{k: np.asarray(v) for k, v in snap.items()})
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, lambda fh: np.savez(fh, **{k: np.asarray(v) for k, v in snap.items()}), what="checkpoint")
 
 
 def load(path: pathlib.Path) -> dict | None:

@@ -28,6 +28,8 @@ import os
 import pathlib
 import socket
 
+from .fs import open_lock
+
 __all__ = ["RunLock", "LockHeld", "lock_path"]
 
 
@@ -78,7 +80,7 @@ class RunLock:
     def acquire(self) -> "RunLock":
         host = socket.gethostname()
         for _ in range(10):  # a concurrent release or stale removal moves the path under us: try again
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = open_lock(self.path)  # O_NOFOLLOW: a symlink planted at our name is refused, never written through
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:

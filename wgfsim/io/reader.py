@@ -54,11 +54,22 @@ def resolve_path(path) -> pathlib.Path:
     if p.exists():
         if p.is_dir():
             raise IsADirectoryError(f"{p}: is a folder; open a sweep folder with wgfsim.open_sweep")
+        _regular(p)
         return p
     alt = p.with_name(p.name + ".partial")
     if p.suffix == ".h5" and alt.exists():
         return alt
     raise FileNotFoundError(f"{p}: no such run file (nor {alt.name})")
+
+
+def _regular(p: pathlib.Path) -> None:
+    """Refuse a FIFO, a device or a socket (opening one would wait for a writer for ever)."""
+    import stat
+
+    mode = os.stat(p).st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device or special file"
+        raise SchemaError(f"{p}: is {kind}, not a run file; wgfsim reads regular files only")
 
 
 def _text(v):
@@ -151,6 +162,7 @@ def read_file(path, variables: Sequence[str] | None = None):
             if final.exists():
                 target = final  # the run finished while we were trying
         try:
+            _regular(target)  # before open(): a FIFO would block it
             fh = open(target, "rb")
         except FileNotFoundError:
             if path.name.endswith(".partial") and attempt + 1 < _READ_ATTEMPTS:
@@ -323,12 +335,34 @@ def _coord_array(values: list) -> np.ndarray:
     return np.array(["" if v is None else str(v) for v in values], dtype=str)
 
 
-def _point(path: pathlib.Path, entry: dict, variables):
-    """One point file (flat run), or None when it is missing or unreadable."""
+def _point(path: pathlib.Path, entry: dict, variables, problems: dict, name=None):
+    """One point file (flat run), or None when it is missing, unreadable or of another sweep point.
+
+    ``problems[file]`` receives why a present file was left out (shown as the
+    point's ``status`` and ``error``): ``unreadable`` (corrupt, foreign, a
+    FIFO) or ``foreign`` (a run file whose ``sweep_point`` identity is not the
+    one in its name: a file of another scenario copied or written there).
+    """
     if not path.exists():
         return None
-    ds = read_file(path, variables)
-    failed = json.loads(ds.attrs.get("failed_runs", "{}") or "{}")
+    try:
+        ds = read_file(path, variables)
+    except (SchemaError, OSError) as err:
+        problems[entry["file"]] = ("unreadable", " ".join(str(err).split()))
+        return None
+    want, have = _point_id(entry["file"]), ds.attrs.get("sweep_point")
+    if have is None:  # written before points carried their identity (or by `wgfsim run`): the scenario's name
+        other = ds.attrs.get("scenario_name")
+        have = want if other is None or other == name else f"scenario {other!r}"
+    if want is not None and have != want:
+        problems[entry["file"]] = ("foreign", f"{path}: written for another sweep point (identity "
+                                   f"{have or 'absent'}, expected {want}); re-run the sweep to replace it")
+        return None
+    try:
+        failed = json.loads(ds.attrs.get("failed_runs", "{}") or "{}")
+    except ValueError:
+        failed = {"?": str(ds.attrs.get("failed_runs"))}
+    failed = failed if isinstance(failed, dict) else {"?": str(failed)}
     n = ds.sizes["run"]
     ds = ds.assign(status=("run", np.array(["failed" if failed else "complete"] * n, dtype=object)),
                    error=("run", np.array(["; ".join(str(v) for v in failed.values())] * n, dtype=object)),
@@ -336,16 +370,23 @@ def _point(path: pathlib.Path, entry: dict, variables):
     return ds
 
 
-def _missing(template, entry: dict):
-    """A point without a file: the template's shape, NaN everywhere, status 'missing'."""
+def _point_id(file: str) -> str | None:
+    """The point identity a sweep puts in its file names: ``<slug>_<12 hex digits>.h5``."""
+    stem = file[: -len(".h5")] if file.endswith(".h5") else file
+    tail = stem.rsplit("_", 1)[-1]
+    return tail if len(tail) == 12 and all(c in "0123456789abcdef" for c in tail) else None
+
+
+def _missing(template, entry: dict, status: str = "missing", error: str = ""):
+    """A point without a (usable) file: the template's shape, NaN everywhere, ``status`` 'missing' (or why)."""
     import xarray as xr
 
     out = template.isel(run=slice(0, 1)).copy(deep=True)
     for name, var in out.variables.items():
         if "run" in var.dims and var.dtype.kind == "f":  # t included: a run that never ran has no times
             out[name] = xr.full_like(out[name], np.nan)
-    out["status"] = ("run", np.array(["missing"], dtype=object))
-    out["error"] = ("run", np.array([""], dtype=object))
+    out["status"] = ("run", np.array([status], dtype=object))
+    out["error"] = ("run", np.array([error], dtype=object))
     out["file"] = ("run", np.array([entry["file"]], dtype=object))
     for text in RUN_TEXT_VARS:
         if text in out:
@@ -446,16 +487,22 @@ def open_sweep(out_dir, *, layout: str = "grid", variables: Sequence[str] | None
     out = pathlib.Path(out_dir)
     manifest = read_manifest(out)
     entries = manifest["points"]
-    loaded = [_point(out / e["file"], e, variables) for e in entries]
+    problems: dict = {}
+    loaded = [_point(out / e["file"], e, variables, problems, manifest.get("name")) for e in entries]
     present = [d for d in loaded if d is not None]
     if not present:
+        if problems:
+            file, (why, text) = next(iter(problems.items()))
+            raise SchemaError(f"{out}: none of the {len(entries)} point files of {MANIFEST} can be read "
+                              f"({len(problems)} {why}; first: {text})")
         raise FileNotFoundError(f"{out}: none of the {len(entries)} point files of {MANIFEST} exists yet; "
                                 "run the sweep first")
     padded = iter(_common_modes(present))
     loaded = [None if d is None else next(padded) for d in loaded]
     present = [d for d in loaded if d is not None]
     template = present[0]
-    parts = [d if d is not None else _missing(template, e) for d, e in zip(loaded, entries)]
+    parts = [d if d is not None else _missing(template, e, *problems.get(e["file"], ("missing", "")))
+             for d, e in zip(loaded, entries)]
     steps = sorted({int(s) for d in present for s in d["step"].values})
     static = _stack_static(parts)
     aligned = []

@@ -49,7 +49,8 @@ DIMS = ("run", "time", "particle", "dim", "sample", "ref", "mode")
 
 # scalar (run, time) metrics, from the metric records (wgfsim.metrics.RECORDS); only those a scenario asks
 # for are stored.  A method's own per-record scalars (the generator's ``loss``) are declared by its record
-# (wgfsim.methods) and handed to the writer with the run (RunStore.create(extra_variables=...)).
+# (wgfsim.methods), a flow's solver diagnostics (Sinkhorn's ``sinkhorn_iterations``, ``sinkhorn_error``) by
+# its Flow record, and handed to the writer with the run (RunStore.create(extra_variables=...)).
 SCALAR_METRICS = _metrics.scalar_names()
 # coordinates every run has; swept hyper-parameters and data keys join them
 RUN_COORDS = ("flow", "method", "seed")
@@ -105,9 +106,25 @@ def check_version(attrs, path) -> int:
             "(per-run flow options, t for every method, mode centres as variables); re-run its scenario "
             "(the file's 'scenario' attribute) to rewrite it, or read it with wgfsim 0.1"
         )
-    version = int(version)
+    version = _integer_version(version, written_by, path)
     if version != SCHEMA_VERSION:
         raise SchemaError(
             f"{path}: schema {version} (written by wgfsim {written_by}); this wgfsim reads schema {SCHEMA_VERSION}"
         )
     return version
+
+
+def _integer_version(version, written_by, path) -> int:
+    """The schema attribute as an integer; ``2.7``, ``"2.7"`` or ``"two"`` is refused, never truncated to 2."""
+    if hasattr(version, "item"):  # a NumPy scalar
+        version = version.item()
+    if isinstance(version, bytes):
+        version = version.decode(errors="replace")
+    if isinstance(version, str) and version.strip().isdigit():
+        return int(version)
+    if isinstance(version, int) and not isinstance(version, bool):
+        return version
+    if isinstance(version, float) and version.is_integer():
+        return int(version)
+    raise SchemaError(f"{path}: schema {version!r} (written by wgfsim {written_by}) is not a schema this wgfsim "
+                      f"knows; this wgfsim reads schema {SCHEMA_VERSION}")

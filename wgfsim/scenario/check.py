@@ -13,12 +13,11 @@ and the key path.
 from __future__ import annotations
 
 import difflib
-import math
 from typing import NoReturn, Sequence
 
 from .. import flows as _flows
 from .. import targets as _targets
-from ..errors import OptionError, show_value
+from ..errors import OptionError, boolean, number, show_value
 from .spec import DistSpec, FlowSpec, ScenarioError
 
 __all__ = ["Checker", "join", "hint", "show", "axis_values", "check_flow_params", "build_dist"]
@@ -67,26 +66,28 @@ class Checker:
             if key not in known:
                 self.fail(join(path, key), "unknown key", f"one of {', '.join(known)}", hint(key, known))
 
+    # integers, positive numbers and booleans follow the one rule of the error vocabulary
+    # (wgfsim.errors.number and boolean, also used by the flows' Params and the generator's configs)
+
     def integer(self, value, path: str, minimum: int = 1, what: str = "") -> int:
         expected = ("a positive integer" if minimum == 1 else f"an integer >= {minimum}") + (f" ({what})" if what else "")
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(path, f"got {show(value)}", expected)
-        if value < minimum:
-            self.fail(path, f"got {value}", expected)
-        return value
+        try:
+            return number(self.source, path, value, integer=True, minimum=minimum, expected=expected)
+        except OptionError:
+            self.fail(path, f"got {value!r}" if _typed(value, int) else f"got {show(value)}", expected)
 
     def positive(self, value, path: str, what: str = "") -> float:
         expected = "a positive number" + (f" ({what})" if what else "")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(path, f"got {show(value)}", expected)
-        if not math.isfinite(value) or value <= 0:
-            self.fail(path, f"got {value!r}", expected)
-        return float(value)
+        try:
+            return number(self.source, path, value, minimum=0, open_minimum=True, expected=expected)
+        except OptionError:
+            self.fail(path, f"got {value!r}" if _typed(value, (int, float)) else f"got {show(value)}", expected)
 
     def boolean(self, value, path: str) -> bool:
-        if not isinstance(value, bool):
-            self.fail(path, f"got {show(value)}", "true or false")
-        return value
+        try:
+            return boolean(self.source, path, value)
+        except OptionError as err:
+            self.fail(path, f"got {show(value)}", err.expected)
 
     def string(self, value, path: str, expected: str = "a non-empty string") -> str:
         if not isinstance(value, str) or not value:
@@ -116,6 +117,11 @@ class Checker:
         if key not in table:
             self.fail(join(path, key), "missing", expected)
         return table[key]
+
+
+def _typed(value, types) -> bool:
+    """Whether the value has the right type (then a failure is its range: shown bare, not with its type)."""
+    return isinstance(value, types) and not isinstance(value, bool)
 
 
 def join(path: str, key) -> str:

@@ -37,8 +37,16 @@ def canonical(obj):
 
 
 def resolved_dist(spec: DistSpec) -> dict:
-    """A target or init as it determines the run: kind, n, seed and options (``base_dir`` left out)."""
-    return {"kind": spec.kind, "n": spec.n, "seed": spec.seed, "options": spec.options}
+    """A target or init as it determines the run: kind, n, seed and options (``base_dir`` left out).
+
+    Data read from a file (``from_file``) adds ``content``: the SHA-256 and
+    size of the file (:meth:`DistSpec.content`), so data edited in place
+    is a different run (refused by ``--resume``, run again by a sweep)
+    while a moved or touched file with the same bytes is the same one.
+    """
+    out = {"kind": spec.kind, "n": spec.n, "seed": spec.seed, "options": spec.options}
+    content = spec.content()
+    return out if content is None else {**out, "content": content}
 
 
 def _params(point: RunPoint) -> dict:

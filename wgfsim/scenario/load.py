@@ -24,7 +24,7 @@ from .. import methods as _methods
 from ..primitives import DEFAULT_PRUNE_TOL
 from .check import Checker, axis_values, build_dist, hint, join, show
 from .expand import data_axes, dist_points, expand_points
-from .spec import DEFAULT_N, DTYPES, INIT_GENERATOR, METHODS, METRICS, DistSpec, FlowSpec, MetricsSpec, RunSpec, Scenario, ScenarioError
+from .spec import DEFAULT_N, DTYPES, REFERENCE_N_MAX, INIT_GENERATOR, METHODS, METRICS, DistSpec, FlowSpec, MetricsSpec, RunSpec, Scenario, ScenarioError
 
 # the scenario name is the run file's name: OUTPUT/NAME.h5 must stay inside OUTPUT
 NAME_MAX = 100
@@ -33,12 +33,51 @@ _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,%d}" % (NAME_MAX - 1))
 # ---------------------------------------------------------------- overrides
 
 
-def _parse_value(raw: str):
+# Arrays and tables nest at most this deep (a scenario needs about 5: [[flow]] tables holding swept lists of
+# matrices).  tomllib recurses once per level and hits Python's recursion limit near 500 levels, and the
+# checks that follow walk the values recursively: deeper input is refused up front, in one line.
+MAX_NESTING = 32
+
+
+def _nesting(value) -> int:
+    """How deep lists and tables nest in ``value`` (0 for a scalar), walked without recursion."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        v, depth = todo.pop()
+        if isinstance(v, dict):
+            todo.extend((w, depth + 1) for w in v.values())
+        elif isinstance(v, list):
+            todo.extend((w, depth + 1) for w in v)
+        else:
+            deepest = max(deepest, depth)
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_NESTING:
+            break
+    return deepest
+
+
+def _too_deep(where: str, source: str, path: str | None = None) -> ScenarioError:
+    return ScenarioError(f"{source}: {where}arrays or inline tables nested more than {MAX_NESTING} deep; expected a "
+                         "scenario value (lists of numbers, a list of values to sweep, tables of options)",
+                         source=source, path=path)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _parse_value(raw: str, source: str = "<string>", text: str = ""):
     """An override's value: a TOML value (``100``, ``[0.5, 1.0]``, ``true``), else a bare string."""
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+    except RecursionError:
+        raise _too_deep(f"override {_short(text)!r}: ", source) from None
+    if _nesting(value) > MAX_NESTING:
+        raise _too_deep(f"override {_short(text)!r}: ", source)
+    return value
 
 
 def _apply_overrides(data: dict, overrides: Sequence[str], source: str) -> dict[str, str]:
@@ -58,7 +97,7 @@ def _apply_overrides(data: dict, overrides: Sequence[str], source: str) -> dict[
         parts = key.split(".")
         if not key or any(not p for p in parts):
             bad.fail("", f"override {text!r} has an empty key", "KEY.PATH=VALUE, e.g. run.steps=100")
-        value = _parse_value(raw)
+        value = _parse_value(raw, source, text)
         node: Any = data
         path = ""
         for i, part in enumerate(parts):
@@ -99,7 +138,7 @@ _TOP = ("name", "description", "target", "init", "flow", "run", "metrics", *_TAB
 _RUN = ("methods", "steps", "step_size", "record_every", "seeds", "backend", "dtype", "minibatch", "record_velocity",
         "prune_tol")
 _METRIC_OPTIONS = tuple(o for r in _metric_records.RECORDS.values() for o in r.options)
-_METRICS = ("names", "reference_n", *(o.key for o in _METRIC_OPTIONS))
+_METRICS = ("names", "reference_n", "final_window", *(o.key for o in _METRIC_OPTIONS))
 
 
 def _dist(chk: Checker, data: dict, section: str, base_dir: str, *, target: bool):
@@ -236,7 +275,8 @@ def _metrics(chk: Checker, data: dict, target_n: int) -> tuple[MetricsSpec, bool
     chk.keys(table, "metrics", _METRICS)
     explicit = "names" in table
     names = chk.choices(table["names"], "metrics.names", METRICS, '["mmd2", "w2"]', "metric") if explicit else METRICS
-    reference_n = chk.integer(table.get("reference_n", target_n), "metrics.reference_n", what="held-out reference samples")
+    reference_n = chk.integer(table.get("reference_n", min(target_n, REFERENCE_N_MAX)), "metrics.reference_n",
+                              what="held-out reference samples")
     options = {}
     for o in _METRIC_OPTIONS:
         value = table.get(o.key, o.default)
@@ -244,7 +284,8 @@ def _metrics(chk: Checker, data: dict, target_n: int) -> tuple[MetricsSpec, bool
             path = f"metrics.{o.key}"
             value = chk.integer(value, path, what=o.what) if o.kind == "integer" else chk.positive(value, path, what=o.what)
         options[o.key] = value
-    return MetricsSpec(names=names, reference_n=reference_n, **options), explicit
+    window = chk.integer(table.get("final_window", 5), "metrics.final_window", what="records averaged into the final score")
+    return MetricsSpec(names=names, reference_n=reference_n, final_window=window, **options), explicit
 
 
 def _tables(chk: Checker, data: dict, methods: tuple[str, ...], init_n: int, init_kind=None) -> dict:
@@ -262,7 +303,7 @@ def _tables(chk: Checker, data: dict, methods: tuple[str, ...], init_n: int, ini
                 chk.fail(rec.table, f'a [{rec.table}] table but run.methods has no "{rec.name}"',
                          f'run.methods to include "{rec.name}", or no [{rec.table}] table')
             continue
-        table = chk.table(data.get(rec.table, {}), rec.table, "width = 256, depth = 4")
+        table = chk.table(data.get(rec.table, {}), rec.table, "width = 256, depth = 3")
         chk.keys(table, rec.table, tuple(f.name for f in dataclasses.fields(rec.table_spec)))
         values: dict[str, Any] = {}
         for key, value in table.items():
@@ -329,12 +370,17 @@ def _check_data(chk: Checker, target, target_axes, init, init_axes, metrics: Met
 
 def _parse(text: str, source: str) -> dict:
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise _too_deep("", source) from None
     except tomllib.TOMLDecodeError as err:
         msg = str(err)
         line = re.search(r"line (\d+)", msg)
         where = f"line {line.group(1)}: " if line else ""
         raise ScenarioError(f"{source}: {where}invalid TOML: {msg}", source=source) from None
+    if _nesting(data) > MAX_NESTING:
+        raise _too_deep("", source)
+    return data
 
 
 def loads(text: str, *, source: str = "<string>", base_dir: str = ".", overrides: Sequence[str] = ()) -> Scenario:

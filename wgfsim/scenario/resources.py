@@ -21,7 +21,7 @@ from .. import targets as _targets
 from .expand import expand
 from .spec import RunPoint, Scenario, ScenarioError
 
-__all__ = ["memory_estimate", "pairs_estimate", "check_size", "check_environment"]
+__all__ = ["memory_estimate", "pairs_estimate", "check_size", "check_environment", "describe"]
 
 
 def _bytes(n: float) -> str:
@@ -107,23 +107,45 @@ def pairs_estimate(sc: Scenario) -> dict[str, float]:
 
 
 def check_size(sc: Scenario, available: int | None = None) -> None:
-    """Refuse (ScenarioError) a scenario whose :func:`memory_estimate` exceeds the available memory.
+    """Refuse (ScenarioError) a scenario beyond this machine: memory, or time measured in point pairs.
 
-    ``available`` defaults to the memory a new allocation can take now
-    (``MemAvailable``, capped by a cgroup limit); where that is unknown,
-    nothing is refused.
+    Memory: :func:`memory_estimate` against what a new allocation can take
+    now (``available``, default ``MemAvailable`` capped by a cgroup limit;
+    where that is unknown, nothing is refused on memory).  Time:
+    :func:`pairs_estimate`, the pairs one step's field or one record's
+    metrics visit, against ``wgfsim.flows.LIMITS["max_pairs"]`` (1e13,
+    hours on a CPU core): a run that would sit for hours at one step or one
+    record with nothing shown is refused before it starts.
     """
     need, parts = memory_estimate(sc)
     if available is None:
         available = _targets._available_memory()
-    if available is None or need <= available:
-        return
-    biggest = sorted(parts.items(), key=lambda kv: -kv[1])[:3]
-    detail = ", ".join(f"{k} {_bytes(v)}" for k, v in biggest)
-    raise ScenarioError(
-        f"{sc.source}: the run needs about {_bytes(need)} of memory ({detail}) but {_bytes(available)} is "
-        "available; make init.n, target.n, metrics.reference_n or the flow's sizes smaller, or pass "
-        "--no-size-check to try anyway", source=sc.source)
+    if available is not None and need > available:
+        biggest = sorted(parts.items(), key=lambda kv: -kv[1])[:3]
+        detail = ", ".join(f"{k} {_bytes(v)}" for k, v in biggest)
+        raise ScenarioError(
+            f"{sc.source}: the run needs about {_bytes(need)} of memory ({detail}) but {_bytes(available)} is "
+            "available; make init.n, target.n, metrics.reference_n or the flow's sizes smaller, or pass "
+            "--no-size-check to try anyway", source=sc.source)
+    limit = _flows.LIMITS["max_pairs"]
+    pairs = pairs_estimate(sc)
+    for where, what in (("per step", "the flow's field (init.n, target.n and the flow's sizes)"),
+                        ("per record", "the metrics against the reference sample (init.n, metrics.reference_n, "
+                                       "metrics.names)")):
+        if pairs[where] > limit:
+            raise ScenarioError(
+                f"{sc.source}: {what} would visit about {pairs[where]:.3g} point pairs {where}, more than "
+                f"{limit:.3g} (hours on a CPU core before the next step or record); make those sizes smaller, "
+                "or pass --no-size-check to try anyway", source=sc.source)
+
+
+def describe(sc: Scenario) -> str:
+    """One line for ``wgfsim validate``: the memory and pairs estimates (and so the time a step and a record take)."""
+    need, _ = memory_estimate(sc)
+    pairs = pairs_estimate(sc)
+    total = sc.run.steps * pairs["per step"] + (sc.run.steps // sc.run.record_every + 1) * pairs["per record"]
+    return (f"estimate: about {_bytes(need)} of memory at the peak of a run; {pairs['per step']:.3g} point pairs "
+            f"per step, {pairs['per record']:.3g} per record, {total:.3g} per run (~1e9 pairs/s on a CPU core)")
 
 
 def check_environment(sc: Scenario) -> None:

@@ -87,6 +87,15 @@ class DistSpec:
                              "not by wgfsim.targets")
         return _targets.make(self.kind, base_dir=self.base_dir, **self.options)
 
+    def content(self) -> dict | None:
+        """The identity of the data read from a file (``from_file``: its SHA-256 and size), else None.
+
+        Part of a run's fingerprint and of a sweep point's identity, so data
+        edited in place is never taken for the data a run started on
+        (:func:`wgfsim.targets.content_identity`).
+        """
+        return _targets.content_identity(self.kind, base_dir=self.base_dir, **self.options)
+
 
 @dataclass(frozen=True)
 class FlowSpec:
@@ -120,12 +129,17 @@ class RunSpec:
     prune_tol: float = DEFAULT_PRUNE_TOL
 
 
+# the default metrics.reference_n: the target's n, at most this (a 4.1M-row from_file target would otherwise give
+# mmd2 1.7e13 pairs a record for the reference's own term)
+REFERENCE_N_MAX = 10_000
+
 # the [metrics] table: names, reference_n, and one field per option a metric record declares
 # (sinkhorn_epsilon, w2_max_points)
 MetricsSpec = dataclasses.make_dataclass(
     "MetricsSpec",
     [("names", "tuple[str, ...]", dataclasses.field(default=METRICS)),
-     ("reference_n", "int", dataclasses.field(default=DEFAULT_N))]
+     ("reference_n", "int", dataclasses.field(default=DEFAULT_N)),
+     ("final_window", "int", dataclasses.field(default=5))]
     + [(o.key, "Any", dataclasses.field(default=o.default)) for r in _metrics.RECORDS.values() for o in r.options],
     frozen=True,
 )
@@ -134,8 +148,12 @@ MetricsSpec.__doc__ = """The ``[metrics]`` table.
 
 ``names`` defaults to every metric (without ``mode_mass`` when no target
 data point has mode centres; with a sweep over kinds some points may
-still lack them); ``reference_n`` defaults to the target's n; the other
-fields are the options the metric records declare (:data:`wgfsim.metrics.RECORDS`).
+still lack them); ``reference_n`` defaults to the target's n, at most
+:data:`REFERENCE_N_MAX` (10,000: a pair metric then visits at most about
+``(N + 10^4)^2`` pairs a record, whatever the data file's size);
+``final_window``: the last records whose mean and spread the file keeps as
+each run's final score (attributes ``final_<metric>_mean``/``_std``); the
+other fields are the options the metric records declare (:data:`wgfsim.metrics.RECORDS`).
 """
 
 

@@ -158,7 +158,7 @@ def part_a(out_dir, *, x_values=(4.0, 8.0), sigma: float = 1.0, flows=None, hori
     flows = flows or _all_flows()
     settings = [flow_settings(f, sigma, horizon=horizon, transport_horizon=transport_horizon, extra=o) for f, o in flows]
     seps = [float(sigma * math.sqrt(x)) for x in x_values]
-    gen = {"start": "init", "start_steps": 1000, "width": 64, "depth": 2, **(generator or {})}
+    gen = {"start": "init", "start_steps": 1000, "width": 64, "depth": 3, **(generator or {})}
     rows, t0 = [], time.perf_counter()
     init = {"kind": "two_modes", "separation": seps, "weights": [0.2, 0.8], "std": 0.05, "dim": 1}
     for key, group in _groups(settings).items():
@@ -245,7 +245,7 @@ def part_b(out_dir, *, sigmas=(0.5, 1.0, 2.0), separation: float = 4.0, flows=No
     # and w2_exact as the transport reference
     flows = flows or [(f, o) for f, o in _all_flows() if _flows.get(f).options_at_scale is not None
                       and not is_transport(f)] + [("w2_exact", {})]
-    gen = {"width": 64, "depth": 2, **(generator or {})}
+    gen = {"width": 64, "depth": 3, **(generator or {})}
     rows, t0 = [], time.perf_counter()
     for sigma in sigmas:
         settings = [flow_settings(f, sigma, horizon=horizon, transport_horizon=transport_horizon, extra=o)

@@ -192,6 +192,7 @@ class MassTransferStudy:
     closed_form_slopes: dict = field(default_factory=dict)
     datasets: list = field(default_factory=list, repr=False)
     reference_slope: float = 0.5
+    unconverged: list = field(default_factory=list)  # point files whose Sinkhorn missed its tolerance
     decays: dict = field(default_factory=dict)  # flow label -> (law, length): each flow's gap decay
 
     def table(self) -> str:
@@ -211,6 +212,9 @@ class MassTransferStudy:
                         + f"   {fit.get('slope', math.nan):6.3f} {fit.get('slope_tail', math.nan):5.2f}  {cf_text}")
         rows.append("slope: fit of log half-time over all finite points; tail: over the 3 largest x; closed-form: the same "
                     "fit of log 1/|v(+D)| (docs/math.md#two-atoms) on this grid; asymptote: 1/2 from kappa = exp(-x/2)")
+        if self.unconverged:
+            rows.append(f"UNCONVERGED: {len(self.unconverged)} point(s) whose Sinkhorn missed its tolerance "
+                        f"(their half-times are suspect): {', '.join(self.unconverged)}")
         return "\n".join(rows)
 
     def figure(self):
@@ -249,6 +253,7 @@ def mass_transfer_study(
     workers: int = 1,
     executor: str | None = None,
     progress: bool = False,
+    unconverged: str = "flag",
 ) -> MassTransferStudy:
     """Run the mass-transfer study and fit ``log half_time`` against ``separation^2 / sigma^2``.
 
@@ -276,7 +281,15 @@ def mass_transfer_study(
     ``out_dir`` holds the sweeps (``kernel/`` for the step-1 kernel flows,
     ``kernel_eta<step>/`` for the others, ``transport/``); re-running skips
     finished points.
+
+    ``unconverged``: points whose Sinkhorn missed its tolerance
+    (:mod:`wgfsim.studies.convergence`) are listed in the result's
+    ``unconverged`` and marked in its table (``"flag"``, the default), or
+    make the study raise ``ValueError`` (``"refuse"``).
     """
+    from .convergence import check_policy, unconverged as _unconverged
+
+    check_policy(unconverged)
     from ..io import open_sweep
     from ..scenario import loads
     from ..sweep import run_sweep
@@ -312,7 +325,7 @@ def mass_transfer_study(
     groups.append(("transport", [(f, transport_params[f]) for f in transport_flows], transport_steps,
                    transport_step_size, 1))
     out = pathlib.Path(out_dir)
-    pieces, dirs, datasets, decays = [], [], [], {}
+    pieces, dirs, datasets, decays, loose = [], [], [], {}, []
     import xarray as xr
 
     for group, flows, steps, eta, every in groups:
@@ -327,6 +340,12 @@ def mass_transfer_study(
         if result.failed:
             raise RuntimeError(f"mass_transfer_study: {len(result.failed)} point(s) failed:\n{result.summary()}")
         ds = open_sweep(out / group, variables=["mode_mass"])
+        runs = open_sweep(out / group, layout="points", variables=["sinkhorn_error"])
+        for i in np.flatnonzero(_unconverged(runs, "point")):
+            loose.append(str(runs["file"].values[i]))
+        if loose and unconverged == "refuse":
+            raise ValueError(f"mass_transfer_study: {len(loose)} point(s) whose Sinkhorn missed its tolerance "
+                             f"(sinkhorn_error in the files; raise max_iter): {', '.join(loose[:5])}")
         h = half_time(ds)
         if "flow" not in h.dims:
             h = h.expand_dims(flow=[str(ds["flow"].values)])
@@ -353,7 +372,7 @@ def mass_transfer_study(
         if all(math.isfinite(v) for v in inv):
             closed[_label(st.flow, st.options)] = _polyfit(np.asarray(x_values, float), np.log(inv))[0]
     return MassTransferStudy(half_times=h_all, x=x, slopes=slopes, sigma=float(sigma), sweep_dirs=dirs,
-                             closed_form_slopes=closed, datasets=datasets, decays=decays)
+                             closed_form_slopes=closed, datasets=datasets, decays=decays, unconverged=loose)
 
 
 def _label(flow: str, options: dict) -> str:
@@ -413,12 +432,14 @@ def main(argv=None) -> int:
     ap.add_argument("--kernel-steps", type=int, default=600)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--figure", help="also write the half-time figure here (PNG)")
+    ap.add_argument("--unconverged", choices=["flag", "refuse"], default="flag",
+                    help="points whose Sinkhorn missed its tolerance: mark them in the table (default) or refuse")
     args = ap.parse_args(argv)
     study = mass_transfer_study(
         args.output, x_values=[float(v) for v in args.x.split(",")], seeds=[int(s) for s in args.seeds.split(",")],
         kernel_flows=parse_flow_list(args.kernel_flows),
         transport_flows=[f for f in args.transport_flows.split(",") if f],
-        kernel_steps=args.kernel_steps, workers=args.workers, progress=True,
+        kernel_steps=args.kernel_steps, workers=args.workers, progress=True, unconverged=args.unconverged,
     )
     print(study.table())
     if args.figure:

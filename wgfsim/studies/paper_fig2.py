@@ -54,11 +54,15 @@ def collect(out_dir) -> list[dict]:
     is known), the toy from the swept ``target.kind`` or the file's
     ``target`` description.  Points not finished yet are left out; a diverged
     run (NaN) keeps NaN.  A list-valued hyper-parameter counts by its largest entry (the entry
-    ``length_scale`` measures).
+    ``length_scale`` measures).  ``converged``: False where the run's Sinkhorn missed its tolerance
+    (:func:`wgfsim.studies.convergence.unconverged`).
     """
     from ..io import flow_params, open_sweep
 
-    ds = open_sweep(out_dir, layout="runs", variables=["mmd2"]).reset_index("run")
+    from .convergence import unconverged
+
+    ds = open_sweep(out_dir, layout="runs", variables=["mmd2", "sinkhorn_error"]).reset_index("run")
+    loose = unconverged(ds)
     kinds = ds["target.kind"].values if "target.kind" in ds.coords else None
     default_kind = json.loads(ds.attrs.get("target", "{}") or "{}").get("kind", "")
     rows = []
@@ -80,6 +84,7 @@ def collect(out_dir) -> list[dict]:
             "seed": int(ds["seed"].values[i]),
             "mmd2_first": float(mmd[recorded[0]]) if recorded.size else math.nan,
             "mmd2": float(mmd[recorded[-1]]) if recorded.size else math.nan,
+            "converged": not bool(loose[i]),
         })
     return rows
 
@@ -122,7 +127,11 @@ def _flow_order(rows):
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Final MMD^2 (seed mean, with [min, max]) per toy, flow and hyper-parameter value."""
+    """Final MMD^2 (seed mean, with [min, max]) per toy, flow and hyper-parameter value.
+
+    A value some of whose runs did not converge (Sinkhorn's tolerance unmet)
+    is marked ``(unconverged)``.
+    """
     s = summarise(rows)
     lines = []
     for toy in _toys(rows):
@@ -135,7 +144,9 @@ def markdown_table(rows: list[dict]) -> str:
             cells = []
             for v in vals:
                 m, lo, hi, _ = s[(toy, flow, v)]
-                cells.append(f"{v:g}: {m:.2e} [{lo:.1e}, {hi:.1e}]")
+                loose = any(not r.get("converged", True) for r in rows
+                            if (r["toy"], r["flow"], r["value"]) == (toy, flow, v))
+                cells.append(f"{v:g}: {m:.2e} [{lo:.1e}, {hi:.1e}]" + (" (unconverged)" if loose else ""))
             lines.append(f"| {flow} | {_flows.get(flow).hyper} | " + "; ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -161,6 +172,8 @@ def main(argv=None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--figure", default="docs/figures/paper_fig2.png")
+    ap.add_argument("--unconverged", choices=["flag", "refuse"], default="flag",
+                    help="points whose Sinkhorn missed its tolerance: mark them (default) or refuse (exit 1)")
     args = ap.parse_args(argv)
     if args.run:
         from .. import scenario, sweep
@@ -172,6 +185,13 @@ def main(argv=None) -> int:
     if not rows:
         print(f"{args.out_dir}: no finished points yet", file=sys.stderr)
         return 1
+    loose = [r for r in rows if not r["converged"]]
+    if loose:
+        print(f"{args.out_dir}: {len(loose)} run(s) whose Sinkhorn missed its tolerance (sinkhorn_error in their "
+              "files): " + ", ".join(f"{r['toy']} {r['flow']} {r['value']:g} seed {r['seed']}" for r in loose[:5])
+              + (" ..." if len(loose) > 5 else ""), file=sys.stderr)
+        if args.unconverged == "refuse":
+            return 1
     print(markdown_table(rows))
     for (toy, flow), (v, m) in sorted(best(summarise(rows)).items()):
         print(f"best {toy:16s} {flow:15s} {_flows.get(flow).hyper}={v:g}: {m:.2e}")

@@ -218,7 +218,10 @@ def run_sweep(
               dynamic_ncols=True, file=sys.stderr) as bar:
         if todo:
             with EXECUTORS[name](workers=workers, scheduler=scheduler, dask_local=dask_local) as ex:
-                payloads = [{"sc": sc, "point": pp.point, "path": str((out / pp.file).resolve()), "threads": ex.threads} for pp in todo]
+                from ..flows import LIMITS  # the size check as this process has it (--no-size-check included)
+
+                payloads = [{"sc": sc, "point": pp.point, "path": str((out / pp.file).resolve()), "threads": ex.threads,
+                             "limits": dict(LIMITS)} for pp in todo]
                 for i, o in ex.run(payloads):
                     pp = todo[i]
                     outcome = PointOutcome(out / pp.file, pp.point.label, pp.coords, o["status"], o.get("error"),

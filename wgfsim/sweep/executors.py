@@ -66,6 +66,11 @@ def _watch_parent(ppid: int) -> None:
 def _init_local_worker(threads: int | None, ppid: int) -> None:
     """``ProcessPoolExecutor`` initializer: thread limits (again) and the orphan watchdog."""
     _set_thread_env(threads)
+    # tqdm's default lock is a multiprocessing semaphore; a worker stopped mid-point (the sweep interrupted)
+    # would leave it registered and the resource tracker would warn about a leak: a thread lock serves here
+    from tqdm import tqdm as _tqdm
+
+    _tqdm.set_lock(threading.RLock())
     threading.Thread(target=_watch_parent, args=(ppid,), daemon=True, name="wgfsim-watch-parent").start()
 
 
@@ -111,6 +116,9 @@ def run_point_task(payload: dict) -> dict:
     try:
         out["threads"], out["pool_threads"] = _limit_threads(payload.get("threads"))
         from .. import runner  # imported here: in a fresh worker, after the thread limits
+        from ..flows import LIMITS
+
+        LIMITS.update(payload.get("limits") or {})  # the parent's size check (--no-size-check) holds here too
 
         sc, point, path = payload["sc"], payload["point"], pathlib.Path(payload["path"])
         if path.exists():
@@ -118,16 +126,17 @@ def run_point_task(payload: dict) -> dict:
             out["status"] = "skipped"
             return out
         partial = path.with_name(path.name + ".partial")
+        ident = {"sweep_point": path.name[: -len(".h5")].rsplit("_", 1)[-1]}  # the point hash of its file name
         if partial.exists():
             try:  # a killed sweep left this point half-done: continue from its checkpoints
-                runner.run_points(sc, [point], path, resume=True, progress=False)
+                runner.run_points(sc, [point], path, resume=True, progress=False, **ident)
             except (ScenarioError, runner.LockHeld):
                 raise  # the scenario's mistake, or another sweep writing this point: never overwrite
             except Exception as err:  # an unreadable leftover: start the point afresh
                 print(f"wgfsim sweep: cannot resume {partial.name} ({err}); starting it afresh", file=sys.stderr)
-                runner.run_points(sc, [point], path, resume=False, overwrite=True, progress=False)
+                runner.run_points(sc, [point], path, resume=False, overwrite=True, progress=False, **ident)
         else:
-            runner.run_points(sc, [point], path, resume=False, overwrite=True, progress=False)
+            runner.run_points(sc, [point], path, resume=False, overwrite=True, progress=False, **ident)
         failed = _failed_runs(path)
         if failed:
             out["error"] = "; ".join(f"{err}" for err in failed.values()) + " (records kept in the file)"
@@ -135,7 +144,10 @@ def run_point_task(payload: dict) -> dict:
             out["status"] = "finished"
     except Exception as err:  # noqa: BLE001 - reported with the point's parameters, the sweep goes on
         tb = traceback.format_exception(type(err), err, err.__traceback__)
-        out["error"] = f"{type(err).__name__}: {err}\n" + "".join(tb[-3:])
+        kept = ""
+        if isinstance(err, OSError) and pathlib.Path(str(payload.get("path", "")) + ".partial").exists():
+            kept = " (an I/O fault: the point is kept resumable; run the same sweep again to continue it)"
+        out["error"] = f"{type(err).__name__}: {err}{kept}\n" + "".join(tb[-3:])
     finally:
         out["seconds"] = time.perf_counter() - start
     return out
@@ -207,12 +219,29 @@ class _LocalExecutor(_Executor):
                         lost.append(i)
                         continue
                     yield i, _outcome_of(fut.result, fut.exception)
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM): stop the workers, their .partial files resume
+                _stop_workers(pool)
+                raise
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
             if lost:
                 print(f"wgfsim sweep: a worker process died; running its {len(lost)} lost point(s) again",
                       file=sys.stderr)
             pending = sorted(lost)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes (the pool itself is then shut down normally)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.terminate()
+        except (OSError, AttributeError):
+            pass
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.join(5)
+        except (OSError, AttributeError, AssertionError):
+            pass
 
 
 def _outcome_of(result: Callable, exception: Callable) -> dict:

@@ -1,7 +1,7 @@
 """Amortized method: a one-step generator trained by drifting regression.
 
 ``mlp``
-    residual MLP ``x = G_theta(z)`` with a manual backward pass, on the array
+    MLP ``x = G_theta(z)`` (plain, the default, or residual) with a manual backward pass, on the array
     namespace of its inputs (NumPy or CuPy);
 ``adam``
     Adam with bias correction on a dict of parameters;

@@ -3,6 +3,10 @@
 Each step regresses ``G(z)`` onto ``G(z) + eta v(G(z))`` on fresh latents
 (Deng et al. 2026); records hold ``G`` on a fixed set of evaluation latents,
 so they are comparable from record to record; ``t = step * drift_step``.
+With ``fresh_target`` each step's target rows are drawn afresh from the
+target's distribution (``Target.sample``, on the run's stream ``[seed, 3]``
+with the latents); a ``from_file`` target has no distribution beyond its rows
+and keeps sampling them.
 Each record taken before a step stores that step's ``fit_residual``
 (:mod:`.residual`); with ``start = "init"`` the network is first fitted to
 the ``[init]`` measure (:mod:`.start`) and the first record stores the fit's
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 
 from ...errors import OptionError
 from . import train as gen_train
-from .mlp import MLPConfig
+from .mlp import MLPConfig, n_params
 from .residual import fit_residual
 from .._common import field, rng
 
@@ -48,9 +52,9 @@ GeneratorSpec.__module__ = __name__
 GeneratorSpec.__doc__ = """The ``[generator]`` table: the amortized one-step generator's settings.
 
 Its fields are those of :class:`wgfsim.methods.generator.mlp.MLPConfig` (``latent_dim``,
-``width``, ``depth``, ``activation``) and :class:`wgfsim.methods.generator.TrainConfig`
+``width``, ``depth``, ``activation``, ``architecture``, ``init``) and :class:`wgfsim.methods.generator.TrainConfig`
 (``learning_rate``, ``inner_steps``, ``batch_size``, ``drift_step``,
-``lr_schedule``, ``ema_decay``), with their defaults, derived from them so the
+``lr_schedule``, ``ema_decay``, ``fresh_target``), with their defaults, derived from them so the
 two never drift apart; plus ``eval_n`` (samples drawn for metrics, default the
 init's n), ``start`` (``"random"``: t = 0 is the seeded untrained network;
 ``"init"``: the network is first fitted to the ``[init]`` measure,
@@ -95,10 +99,10 @@ def settings(run, spec, dim: int, init_n: int) -> GeneratorSettings:
         raise OptionError("generator", "[generator]", None, "a [generator] table for the method 'generator'")
     cfg = gen_train.TrainConfig(
         mlp=MLPConfig(out_dim=dim, latent_dim=spec.latent_dim, width=spec.width, depth=spec.depth,
-                      activation=spec.activation),
+                      activation=spec.activation, architecture=spec.architecture, init=spec.init),
         learning_rate=spec.learning_rate, inner_steps=spec.inner_steps, batch_size=spec.batch_size,
         drift_step=spec.drift_step, minibatch=run.minibatch, lr_schedule=spec.lr_schedule, total_steps=run.steps,
-        ema_decay=spec.ema_decay,
+        ema_decay=spec.ema_decay, fresh_target=spec.fresh_target,
     )
     every = run.record_every
     return GeneratorSettings(train=cfg, eval_n=spec.eval_n or init_n, start=spec.start, start_steps=spec.start_steps,
@@ -106,12 +110,17 @@ def settings(run, spec, dim: int, init_n: int) -> GeneratorSettings:
 
 
 def memory(spec, d: int) -> dict:
-    """Bytes of the network with its Adam moments and EMA (4 copies of the weights) and one batch's activations."""
+    """Bytes of the network with its Adam moments and EMA (4 copies of the weights), one batch's activations,
+    and the ``eval_n`` samples of a record (their latents, one layer's activations, the samples, their field)."""
     if spec is None:
         return {}
     g = spec
-    weights = (g.latent_dim + 1) * g.width + (g.depth - 1) * (g.width + 1) * g.width + (g.width + 1) * d
-    return {"generator": 4.0 * 8 * weights + 4.0 * 8 * g.batch_size * g.width}
+    weights = n_params(MLPConfig(out_dim=d, latent_dim=g.latent_dim, width=g.width, depth=g.depth,
+                                 architecture=g.architecture))
+    out = {"generator": 4.0 * 8 * weights + 4.0 * 8 * g.batch_size * g.width}
+    if g.eval_n:  # the samples drawn at each record: latents, activations of one layer, samples and their field
+        out["generator evaluation samples"] = 8.0 * g.eval_n * (g.latent_dim + g.width + 4 * d)
+    return out
 
 
 class GeneratorMethod:
@@ -123,6 +132,9 @@ class GeneratorMethod:
         self.start, self.start_steps, self.record_steps = settings.start, settings.start_steps, settings.record_steps
         self.target_host = target
         self.n_points = settings.eval_n
+        # fresh rows need a distribution: every kind but from_file (whose rows are all it knows)
+        fresh = self.cfg.fresh_target and point.target.kind != "from_file"
+        self.sampler = point.target.build().sample if fresh else None
         # a fixed evaluation latent set: records are comparable step to step
         self.z_eval = xp.asarray(rng(point.seed, 1).standard_normal((self.n_points, self.cfg.mlp.latent_dim)),
                                  dtype=dtype)
@@ -132,7 +144,7 @@ class GeneratorMethod:
 
     def init(self):
         state = gen_train.init(self.cfg, self.target_host, self._field(), rng(self.point.seed, 3), xp=self.xp,
-                               dtype=self.dtype)
+                               dtype=self.dtype, sampler=self.sampler)
         if self.start == "init":
             from .start import FIT_STREAM, fit_to_init
 
@@ -173,7 +185,7 @@ class GeneratorMethod:
         return gen_train.checkpoint(state)
 
     def restore(self, snap):
-        return gen_train.restore(snap, self.cfg, self.target_host, self._field(), xp=self.xp)
+        return gen_train.restore(snap, self.cfg, self.target_host, self._field(), xp=self.xp, sampler=self.sampler)
 
     def t(self, step: int) -> float:
         return step * self.cfg.drift_step

@@ -6,7 +6,9 @@ Deng et al.'s drifting models; Gretton et al. eq. 1 and 46.  Each outer step
    generates ``x_i = G_theta(z_i)``;
 2. evaluates the flow's velocity ``v_i = v[q_theta, p](x_i)`` against the
    target (a fresh minibatch of ``minibatch`` target rows, or the whole target
-   sample when ``minibatch = 0``) with one persistent
+   sample when ``minibatch = 0``; with ``fresh_target`` and a sampler, that
+   many rows drawn afresh from the target distribution, as Deng et al.'s
+   toy demo does) with one persistent
    :class:`wgfsim.Field`, so Sinkhorn warm-starts from the previous step's
    potentials;
 3. freezes the drifted targets ``t_i = stopgrad(x_i + eta v_i)``
@@ -30,7 +32,7 @@ velocity and the ``1/B`` of the batch mean cancels ``1/a_i = B``.
 The trainer follows the particle engine's (jax-md style) ``init``/``step``
 pair over a small :class:`GeneratorState`; :func:`checkpoint` and
 :func:`restore` let a killed run resume bit-identically on the CPU.
-Randomness: latents and minibatch indices come from the state's
+Randomness: latents, minibatch indices and fresh target draws come from the state's
 ``numpy.random.Generator`` (drawn on the host, then moved to the parameters'
 array module), the flow's own randomness (sliced directions, Monte-Carlo
 draws) from the ``Field``'s generator; both are checkpointed.
@@ -50,10 +52,10 @@ import numpy as np
 
 from ...backend import array_namespace, to_numpy
 from ...flows import Field
-from ...errors import OptionError
+from ...errors import OptionError, number
 from ...io.snapshot import dumps, loads, restore_field, rng_from, rng_state, save_field
 from .adam import AdamState, adam_init, adam_step
-from .mlp import ACTIVATIONS, MLPConfig, apply, backward, forward, init_params
+from .mlp import MLPConfig, apply, backward, forward, init_params
 
 __all__ = [
     "TrainConfig",
@@ -74,14 +76,11 @@ LR_SCHEDULES = ("constant", "cosine")
 
 
 def _check_number(name, value, *, positive=True, integer=False, allow_zero=False):
+    """The one number rule (:func:`wgfsim.errors.number`) with the generator's wording."""
     kind = "integer" if integer else "number"
     qualifier = "non-negative " if allow_zero else "positive " if positive else ""
-    expected = f"a {qualifier}{kind}"
-    ok_type = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, ok_type) or not math.isfinite(value):
-        raise OptionError("generator", name, value, expected)
-    if positive and not (value > 0 or (allow_zero and value == 0)):
-        raise OptionError("generator", name, value, expected)
+    number("generator", name, value, integer=integer, minimum=0 if positive else None,
+           open_minimum=positive and not allow_zero, expected=f"a {qualifier}{kind}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +107,12 @@ class TrainConfig:
         over ``K = total_steps`` outer steps (Loshchilov and Hutter 2017).
     total_steps : int
         ``K`` of the cosine schedule (the run's steps); unused when constant.
+    fresh_target : bool
+        Draw the step's target rows afresh from the target distribution
+        (the ``sampler`` given to :func:`init`), ``minibatch`` of them (the
+        target sample's size when ``minibatch = 0``), instead of taking them
+        from the fixed target sample.  Without a sampler (a target read from
+        a file) the rows keep coming from the sample.
     ema_decay : float
         ``beta`` in [0, 1) of an exponential moving average of the parameters,
         ``theta_ema <- beta theta_ema + (1 - beta) theta`` after each step;
@@ -127,6 +132,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     total_steps: int = 0
     ema_decay: float = 0.0
+    fresh_target: bool = False
 
     def __post_init__(self):
         if not isinstance(self.mlp, MLPConfig):
@@ -144,6 +150,8 @@ class TrainConfig:
         _check_number("ema_decay", self.ema_decay, allow_zero=True)
         if not self.ema_decay < 1:
             raise OptionError("generator", "ema_decay", self.ema_decay, "a number in [0, 1) (0: no moving average)")
+        if not isinstance(self.fresh_target, (bool, np.bool_)):
+            raise OptionError("generator", "fresh_target", self.fresh_target, "true or false")
 
     def learning_rate_at(self, step: int) -> float:
         """The Adam step size of outer step ``step`` (0-based) under :attr:`lr_schedule`."""
@@ -169,6 +177,8 @@ class GeneratorState:
     step: int = 0
     velocity_rms: float = math.nan  # RMS of v over the last step's batch (for the store)
     ema: dict | None = None  # name -> array: the parameters' moving average (TrainConfig.ema_decay > 0)
+    sampler: Any = None  # (n, rng) -> (n, d) host array: fresh target draws (TrainConfig.fresh_target)
+    target_digest: str = ""  # digest of the target sample, computed once (checkpoints carry it)
     # the last step's arrays (z, x, y, x_target) for its fit residual (.residual); not checkpointed
     batch: dict | None = None
 
@@ -196,12 +206,11 @@ def loss_and_grads(params: dict, z, x_target, mlp: MLPConfig, cache=None) -> tup
 
 
 def _output_from_cache(params, cache, mlp):
-    xp = array_namespace(cache["z"])
-    act = ACTIVATIONS[mlp.activation]
-    return act.f(xp, cache["h"][-1]) @ params["out.W"] + params["out.b"]  # (B, d)
+    return cache["fh"][-1] @ params["out.W"] + params["out.b"]  # (B, d): act(h_last) is cached
 
 
-def init(cfg: TrainConfig, target_sample, field: Field, rng: np.random.Generator, xp=np, dtype=None) -> GeneratorState:
+def init(cfg: TrainConfig, target_sample, field: Field, rng: np.random.Generator, xp=np, dtype=None,
+         sampler=None) -> GeneratorState:
     """Initial state: seeded parameters, zero Adam moments, the target on ``xp``.
 
     Parameters
@@ -218,6 +227,10 @@ def init(cfg: TrainConfig, target_sample, field: Field, rng: np.random.Generator
         ``numpy`` or ``cupy``: where parameters and samples live.
     dtype : dtype, optional
         Parameter dtype; default the target's floating dtype, else float64.
+    sampler : callable, optional
+        ``sampler(n, rng) -> (n, d)`` host array, e.g. ``Target.sample``: the
+        target distribution the fresh rows of ``cfg.fresh_target`` come from
+        (drawn from ``rng``, so a checkpoint's generator state resumes them).
     """
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
@@ -231,25 +244,32 @@ def init(cfg: TrainConfig, target_sample, field: Field, rng: np.random.Generator
         floating = np.issubdtype(np.dtype(str(target_sample.dtype)), np.floating)
         dtype = target_sample.dtype if floating else np.float64
     target = xp.asarray(target_sample, dtype=dtype)
-    _check_target(target, cfg)
+    sampler = sampler if cfg.fresh_target else None
+    if sampler is not None and not callable(sampler):
+        raise ValueError(f"sampler: expected a callable (n, rng) -> (n, d), got {type(sampler).__name__}")
+    _check_target(target, cfg, sampler)
     params = init_params(cfg.mlp, rng, xp=xp, dtype=dtype)
     ema = dict(params) if cfg.ema_decay > 0 else None  # arrays are never updated in place
-    return GeneratorState(params=params, adam=adam_init(params), rng=rng, field=field, target=target, mlp=cfg.mlp, ema=ema)
+    return GeneratorState(params=params, adam=adam_init(params), rng=rng, field=field, target=target, mlp=cfg.mlp,
+                          ema=ema, sampler=sampler, target_digest=_target_digest(target))
 
 
-def _check_target(target, cfg: TrainConfig):
+def _check_target(target, cfg: TrainConfig, sampler=None):
     if target.ndim != 2 or target.shape[0] == 0:
         raise ValueError(f"target_sample: expected a non-empty 2-D array (samples, dim), got shape {tuple(target.shape)}")
     if target.shape[1] != cfg.mlp.out_dim:
         raise ValueError(f"target_sample: has dimension {target.shape[1]} but mlp.out_dim is {cfg.mlp.out_dim}")
-    if cfg.minibatch > target.shape[0]:
+    if sampler is None and cfg.minibatch > target.shape[0]:
         raise ValueError(f"generator: option 'minibatch' expected at most the {target.shape[0]} target samples, got {cfg.minibatch}")
 
 
 def _target_batch(state: GeneratorState, cfg: TrainConfig):
+    xp = array_namespace(state.target)
+    if state.sampler is not None:
+        m = cfg.minibatch or state.target.shape[0]
+        return xp.asarray(state.sampler(m, state.rng), dtype=state.target.dtype)  # (m, d) fresh draws
     if cfg.minibatch == 0:
         return state.target
-    xp = array_namespace(state.target)
     idx = state.rng.choice(state.target.shape[0], size=cfg.minibatch, replace=False)  # (m,) host
     return xp.take(state.target, xp.asarray(idx), axis=0)  # (m, d)
 
@@ -353,20 +373,20 @@ def checkpoint(state: GeneratorState) -> dict:
             "format": CHECKPOINT_FORMAT,
             "mlp": dataclasses.asdict(state.mlp),
             "param_names": list(state.params),
-            "target": _target_digest(state.target),
+            "target": state.target_digest or _target_digest(state.target),
             "field": _field_id(state.field),
         }
     )
     return ck
 
 
-def restore(ckpt: Mapping, cfg: TrainConfig, target_sample, field: Field, xp=np) -> GeneratorState:
+def restore(ckpt: Mapping, cfg: TrainConfig, target_sample, field: Field, xp=np, sampler=None) -> GeneratorState:
     """Rebuild the state saved by :func:`checkpoint`; the next :func:`step` continues the run bit for bit.
 
     ``target_sample`` must be the run's target (checked by digest) and
     ``field`` a ``Field`` of the same flow and options (checked); its
     generator and carried state are overwritten with the saved ones.
-    Parameters keep their saved dtype.
+    ``sampler`` as for :func:`init`.  Parameters keep their saved dtype.
     """
     meta = loads(ckpt["meta"])
     if meta.get("format") != CHECKPOINT_FORMAT:
@@ -382,8 +402,10 @@ def restore(ckpt: Mapping, cfg: TrainConfig, target_sample, field: Field, xp=np)
     ema = {name: xp.asarray(np.asarray(ckpt[f"ema/{name}"])) for name in meta["param_names"]} if has_ema else None
     dtype = params["out.W"].dtype
     target = xp.asarray(target_sample, dtype=dtype)
-    _check_target(target, cfg)
-    if _target_digest(target) != meta["target"]:
+    sampler = sampler if cfg.fresh_target else None
+    _check_target(target, cfg, sampler)
+    digest = _target_digest(target)
+    if digest != meta["target"]:
         raise ValueError("target_sample: differs from the target the checkpointed run trained on")
     restore_field(field, ckpt, xp)
     return GeneratorState(
@@ -396,4 +418,6 @@ def restore(ckpt: Mapping, cfg: TrainConfig, target_sample, field: Field, xp=np)
         step=int(np.asarray(ckpt["step"])),
         velocity_rms=float(np.asarray(ckpt["velocity_rms"])),
         ema=ema,
+        sampler=sampler,
+        target_digest=digest,
     )

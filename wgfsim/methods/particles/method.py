@@ -7,6 +7,7 @@ the target minibatch), which the runner translates from ``[run]`` with
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,13 +65,25 @@ class ParticlesMethod:
     def final(self, state):
         return {}
 
+    def _target_digest(self) -> str:
+        """SHA-256 of the target sample the run flows to (computed once): a checkpoint holds it."""
+        if getattr(self, "_digest", None) is None:
+            host = np.ascontiguousarray(to_numpy(self.target))
+            self._digest = hashlib.sha256(host.tobytes()).hexdigest() + f":{host.shape}:{host.dtype}"
+        return self._digest
+
     def snapshot(self, state) -> dict:
         ck = {"x": np.array(to_numpy(state.x)), "step": np.asarray(state.step, dtype=np.int64),
-              "rng": rng_state(state.rng)}
+              "rng": rng_state(state.rng), "target_digest": np.asarray(self._target_digest())}
         save_field(state.field, ck)
         return ck
 
     def restore(self, snap):
+        if "target_digest" in snap and str(snap["target_digest"]) != self._target_digest():
+            from ...io.checkpoint import CheckpointError
+
+            raise CheckpointError("the checkpoint was written for another target sample (the data changed since "
+                                  "the run was stopped); start the run afresh with --overwrite")
         state = self.init()
         state.x = self.xp.asarray(np.asarray(snap["x"]), dtype=self.dtype)
         state.step = int(np.asarray(snap["step"]))
