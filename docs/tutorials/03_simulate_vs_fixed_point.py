@@ -122,9 +122,12 @@ table.columns = [f"step {int(s)}" for s in ds.step.isel(time=[0, len(ds.time) //
 table
 
 # %% [markdown]
-# The two methods do not start from the same measure: the particles start from `[init]`
-# (20/80), the generator from its untrained network, whose samples (PyTorch's default
-# initialisation) sit nearly all in one place, here on the left mode.
+# Here the generator does not start from `[init]` (the default `start = "random"`): its
+# first samples are those of a randomly initialised network, so its initial masses differ
+# from the particles' 20/80. To compare the two methods from one measure, give
+# `[generator] start = "init"` (the network is fitted to `[init]` before t = 0) or
+# `[init] kind = "generator"` (the particles start at the untrained network's samples);
+# `wgfsim study fixed_point` does both (the results page, "Simulate vs fixed point").
 #
 # What the numbers say:
 #
