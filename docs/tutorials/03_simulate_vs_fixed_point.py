@@ -211,7 +211,7 @@ assert np.nanmin(residual) > 0 and np.nanmedian(residual) < 2
 # generator's samples, so the particle flow runs from the measure that training starts
 # from. `wgfsim study fixed_point` asks these questions at scale, in four parts (across
 # the gap, where the fixed point lands, expressivity, batch stability); its results are in
-# [Results](../results.md):
+# [Results](../results.md#simulate-vs-fixed-point-on-the-same-start-wgfsim-study-fixed_point):
 #
 # ```bash
 # wgfsim study fixed_point -o outputs/fixed_point --part a
