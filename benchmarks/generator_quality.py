@@ -82,6 +82,7 @@ def main(argv=None):
     ap.add_argument("--samples", default=None)
     args = ap.parse_args(argv)
 
+    metrics.mmd2(np.zeros((2, 2)), np.ones((2, 2)), bandwidth=BANDWIDTH)  # load every module the score needs now
     tgt = targets.make(**TARGETS[args.target])
     cfg = TrainConfig(
         mlp=MLPConfig(out_dim=2, latent_dim=args.latent, width=args.width, depth=args.depth,

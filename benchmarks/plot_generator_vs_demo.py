@@ -1,11 +1,11 @@
-"""Side-by-side picture: the target, the demo's (torch) generator and wgfsim's, from saved samples.
+"""Side-by-side picture: the target, then generators' samples (the demo's, wgfsim's), from saved samples.
 
 Usage::
 
-    python benchmarks/plot_generator_vs_demo.py TARGET_KIND DEMO.npy OURS.npy OUT.png [--labels A B]
+    python benchmarks/plot_generator_vs_demo.py TARGET_KIND OUT.png A.npy B.npy ... --labels "A" "B" ...
 
-``DEMO.npy``/``OURS.npy`` are the 5000 final samples ``--samples`` of
-``benchmarks/demo_torch.py`` and ``benchmarks/generator_quality.py`` save.
+Each ``.npy`` holds the 5000 final samples that ``--samples`` of
+``benchmarks/demo_torch.py`` or ``benchmarks/generator_quality.py`` saves.
 """
 
 from __future__ import annotations
@@ -31,14 +31,16 @@ def main(argv=None):
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("target", choices=tuple(TARGETS))
-    ap.add_argument("demo")
-    ap.add_argument("ours")
     ap.add_argument("out")
-    ap.add_argument("--labels", nargs=2, default=["Deng et al.'s demo (torch)", "wgfsim (defaults)"])
+    ap.add_argument("samples", nargs="+")
+    ap.add_argument("--labels", nargs="+", default=None)
     args = ap.parse_args(argv)
+    labels = args.labels or [pathlib.Path(p).stem for p in args.samples]
+    if len(labels) != len(args.samples):
+        ap.error(f"--labels: expected {len(args.samples)} labels, one per samples file, got {len(labels)}")
     panels = [("target", targets.make(**TARGETS[args.target]).sample(5000, np.random.default_rng(7)))]
-    panels += [(args.labels[0], np.load(args.demo)), (args.labels[1], np.load(args.ours))]
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.1), dpi=80)
+    panels += [(label, np.load(p)) for label, p in zip(labels, args.samples)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.1), dpi=70)
     for ax, (title, pts) in zip(axes, panels):
         ax.scatter(pts[:, 0], pts[:, 1], s=0.6, alpha=0.35, c="black" if title == "target" else "tab:orange",
                    rasterized=True)

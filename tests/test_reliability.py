@@ -306,9 +306,10 @@ def test_a_run_stopped_by_a_signal_exits_130_with_the_resume_hint(tmp_path, sig)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # the checkpoint comes just before the first record: wait for the record
         try:
-            if np.isfinite(wgfsim.io.open_run(out / "tiny.h5.partial", index=False)["t"].values[0, 0]):
+            t = wgfsim.io.open_run(out / "tiny.h5.partial", index=False)["t"].values
+            if t.size and np.isfinite(t[0, 0]):
                 break
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # not yet published
             pass
         time.sleep(0.1)
     proc.send_signal(sig)
