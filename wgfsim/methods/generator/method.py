@@ -97,13 +97,10 @@ def settings(run, spec, dim: int, init_n: int) -> GeneratorSettings:
     """The runner's translation: ``[run]`` (minibatch, steps) and the ``[generator]`` table -> settings."""
     if spec is None:
         raise OptionError("generator", "[generator]", None, "a [generator] table for the method 'generator'")
-    cfg = gen_train.TrainConfig(
-        mlp=MLPConfig(out_dim=dim, latent_dim=spec.latent_dim, width=spec.width, depth=spec.depth,
-                      activation=spec.activation, architecture=spec.architecture, init=spec.init),
-        learning_rate=spec.learning_rate, inner_steps=spec.inner_steps, batch_size=spec.batch_size,
-        drift_step=spec.drift_step, minibatch=run.minibatch, lr_schedule=spec.lr_schedule, total_steps=run.steps,
-        ema_decay=spec.ema_decay, fresh_target=spec.fresh_target,
-    )
+    # every field of the table goes to the config it came from (no list to keep in step with the configs)
+    mlp = MLPConfig(out_dim=dim, **{f.name: getattr(spec, f.name) for f in _MLP_FIELDS})
+    cfg = gen_train.TrainConfig(mlp=mlp, minibatch=run.minibatch, total_steps=run.steps,
+                                **{f.name: getattr(spec, f.name) for f in _TRAIN_FIELDS})
     every = run.record_every
     return GeneratorSettings(train=cfg, eval_n=spec.eval_n or init_n, start=spec.start, start_steps=spec.start_steps,
                              record_steps=frozenset(range(0, run.steps, every)))
