@@ -228,6 +228,17 @@ def test_cited_repository_paths_and_anchors_exist():
     assert not bad, "\n".join(bad)
 
 
+def test_no_merge_conflict_markers():
+    """No committed file of the citing set holds a merge's conflict markers (a page that reads as two versions)."""
+    bad = []
+    for pattern in CITING:
+        for f in sorted(ROOT.glob(pattern)):
+            for i, line in enumerate(f.read_text().splitlines(), 1):
+                if re.match(r"^(<{7} |={7}$|>{7} )", line):
+                    bad.append(f"{f.relative_to(ROOT)}:{i}: {line}")
+    assert not bad, "\n".join(bad)
+
+
 # --------------------------------------------------------------------------- flow tables
 
 def _tables(text: str) -> list[list[list[str]]]:
@@ -436,7 +447,7 @@ _ROLE_TARGET = re.compile(r":(?:func|meth|class|mod|attr|data|obj|exc):`~?(wgfsi
 def test_python_names_in_the_docs_exist():
     """Every ``wgfsim.x.y`` a page or a docstring's cross-reference names exists.
 
-    A page may name a deprecated alias only where its paragraph or section says so.
+    A page may name a deprecated alias, or a removed name, only where its paragraph or section says so.
     """
     cited = []  # (where, name, context)
     for src, text in markdown_sources().items():
@@ -444,7 +455,7 @@ def test_python_names_in_the_docs_exist():
             for dotted in _DOTTED.findall(para):
                 dotted = dotted.rstrip(".")
                 if not dotted.endswith((".py", ".md", ".h5", ".toml")):  # file names: the path tests
-                    cited.append((f"{src.relative_to(ROOT)}:{start}", dotted, para + heading))
+                    cited.append((f"{src.relative_to(ROOT)}:{start}", dotted, para + "\n" + heading))
     for f in sorted((ROOT / "wgfsim").rglob("*.py")):
         if "_deprecated" in f.parts:
             continue
@@ -457,6 +468,8 @@ def test_python_names_in_the_docs_exist():
             if not re.search(r"deprecat|gone|alias", context, re.I):
                 bad.append(f"{where}: {dotted} is a deprecated alias")
             continue  # named as deprecated: tests/test_layout.py checks the aliases
+        if re.search(r"\bremoved\b|\bis gone\b|^#+ Removed", context, re.I | re.M):
+            continue  # a name the changelog or a page says was removed
         try:
             _resolve(dotted)
         except (ImportError, AttributeError) as err:

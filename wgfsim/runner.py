@@ -31,7 +31,8 @@ can no longer be computed from a later state fails that run only.
 
 Random streams of a point with seed ``s`` (``numpy.random.SeedSequence``):
 ``[s, 1]`` init sample, ``[s, 2]`` the flow's own draws, ``[s, 3]`` target
-minibatches and latents, ``[s, 4]`` energy estimates; the target sample uses
+minibatches and latents, ``[s, 4]`` energy estimates, ``[s, 5]`` and ``[s, 6]`` the generator's fit to
+``[init]`` and its quality sample; the target sample uses
 ``[target.seed, 0]`` and the reference sample ``[target.seed, 1]``.
 """
 

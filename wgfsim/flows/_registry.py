@@ -87,6 +87,10 @@ class Flow:
     # study_options(dim) -> dict: the options a study runs the flow with in dimension dim, beyond its length
     # scale (sinkhorn: the paper's 100 iterations per step; sliced: one direction in 1-D, where it is exact).
     study_options: Callable[[int], dict] | None = None
+    # study_step(params) -> float: the Euler step a study takes with the flow at length scale 1 (None: 1.0 for
+    # flows whose field decays across a gap); the critics' fields grow like 1/lambda on samples, so theirs
+    # follow lambda (wgfsim.studies._settings).
+    study_step: Callable[[Any], float] | None = None
     # diagnostics: ((name, long_name, units), ...) numbers the flow's solver leaves in its carried state after each
     # velocity call (sinkhorn: the iterations used and the marginal error reached); a run stores them per record
     # as (run, time) variables, NaN for runs of other flows.

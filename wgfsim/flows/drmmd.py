@@ -174,6 +174,8 @@ FLOW = register(
         two_atom=two_atom,
         doc="docs/flows/drmmd.md",
         gap_decay=kernel_gap_decay,
+        # the steps at which halving moved no half-time by more than 6 % (docs/results.md, critic flows)
+        study_step=lambda p: 0.25 * p.lambda_ ** 0.4,
         field_at_is_velocity=True,
         # three dense (N + M)^2 Gram matrices below max_dense, matrix-free above
         memory=lambda n, m, d, p: ({"drmmd Gram matrices": 3.0 * 8 * (n + m) ** 2}

@@ -188,7 +188,7 @@ def remove_owned_dir(folder, owner: str, what: str, *, strict: bool = True) -> b
             _refuse_foreign(folder, owner, what)
         return False
     for name in os.listdir(folder):
-        if name == MARKER or _OWNED_FILE.fullmatch(name):
+        if name in (MARKER, MARKER + ".tmp") or _OWNED_FILE.fullmatch(name):
             try:
                 os.unlink(folder / name)
             except FileNotFoundError:

@@ -340,8 +340,12 @@ def _point(path: pathlib.Path, entry: dict, variables, problems: dict, name=None
 
     ``problems[file]`` receives why a present file was left out (shown as the
     point's ``status`` and ``error``): ``unreadable`` (corrupt, foreign, a
-    FIFO) or ``foreign`` (a run file whose ``sweep_point`` identity is not the
-    one in its name: a file of another scenario copied or written there).
+    FIFO) or ``foreign`` (a run file whose identity is not the one in its
+    name: its ``sweep_point`` attribute and the first 12 hex digits of its
+    ``fingerprint``, which are the point's hash of
+    :func:`wgfsim.scenario.identity.run_identity`; a file of another scenario
+    copied or written there).  Files written before points carried
+    ``sweep_point`` are checked by their ``scenario_name``.
     """
     if not path.exists():
         return None
@@ -351,6 +355,8 @@ def _point(path: pathlib.Path, entry: dict, variables, problems: dict, name=None
         problems[entry["file"]] = ("unreadable", " ".join(str(err).split()))
         return None
     want, have = _point_id(entry["file"]), ds.attrs.get("sweep_point")
+    if have is not None and str(ds.attrs.get("fingerprint", ""))[:12] != have:
+        have = f"fingerprint {str(ds.attrs.get('fingerprint', ''))[:12]}"  # the file's own identity decides
     if have is None:  # written before points carried their identity (or by `wgfsim run`): the scenario's name
         other = ds.attrs.get("scenario_name")
         have = want if other is None or other == name else f"scenario {other!r}"

@@ -93,7 +93,15 @@ RECORDS: dict[str, MethodRecord] = {r.name: r for r in (
     MethodRecord("generator", _generator.GeneratorMethod, _generator.settings, table="generator",
                  table_spec=_generator.GeneratorSpec, check_option=_generator.check_option, memory=_generator.memory,
                  variables={"loss": Variable(("run", "time"), "float64",
-                                             "generator regression loss eta^2 mean |v|^2", "data^2")}),
+                                             "generator regression loss eta^2 mean |v|^2", "data^2"),
+                            "fit_residual": Variable(
+                                ("run", "time"), "float64",
+                                "generator fit residual of the step after this record: RMS|G_new(z) - G_old(z) - "
+                                "eta v| / RMS|eta v| over the evaluation latents (0: step absorbed, 1: no move)", "1"),
+                            "start_mmd2": Variable(
+                                ("run", "time"), "float64",
+                                "generator start = 'init': MMD^2 of the fitted generator to a fresh [init] sample "
+                                "(first record only)", "1")}),
 )}
 
 METHODS: dict[str, type] = {name: r.cls for name, r in RECORDS.items()}

@@ -9,7 +9,7 @@ import itertools
 from .. import flows as _flows
 from .. import targets as _targets
 from .check import Checker, check_flow_params
-from .spec import DistSpec, FlowSpec, RunPoint, Scenario
+from .spec import INIT_GENERATOR, DistSpec, FlowSpec, RunPoint, Scenario
 
 __all__ = ["expand", "expand_points", "data_axes", "dist_points", "coord_text", "depth"]
 
@@ -32,7 +32,8 @@ def data_axes(spec: DistSpec) -> list[tuple[str, list]]:
     kinds = spec.kind if isinstance(spec.kind, list) else [spec.kind]
     ranks: dict[str, int] = {}
     for k in kinds:
-        ranks.update(_targets.option_ranks(k))
+        if k != INIT_GENERATOR:  # no options of its own
+            ranks.update(_targets.option_ranks(k))
     axes = [("kind", list(kinds))] if isinstance(spec.kind, list) else []
     return axes + [(k, list(v)) for k, v in spec.options.items() if depth(v) > ranks.get(k, 0)]
 
@@ -111,6 +112,9 @@ def expand_points(sc: Scenario, chk: Checker) -> list[RunPoint]:
                             chk.fail(f"flow[{i}]", f"repeats the runs of flow[{seen[key]}]", "each [[flow]] table to differ in some option")
                         seen[key] = i
                         init_point = dataclasses.replace(ipoint, seed=seed)
+                        if ipoint.kind == INIT_GENERATOR:  # the particles draw the untrained generator of this table
+                            init_point = dataclasses.replace(init_point, options={
+                                "generator": dataclasses.asdict(sc.tables[INIT_GENERATOR])})
                         points.append(
                             RunPoint(
                                 flow=spec.name,

@@ -24,7 +24,7 @@ from .. import methods as _methods
 from ..primitives import DEFAULT_PRUNE_TOL
 from .check import Checker, axis_values, build_dist, hint, join, show
 from .expand import data_axes, dist_points, expand_points
-from .spec import DEFAULT_N, DTYPES, REFERENCE_N_MAX, METHODS, METRICS, DistSpec, FlowSpec, MetricsSpec, RunSpec, Scenario, ScenarioError
+from .spec import DEFAULT_N, DTYPES, REFERENCE_N_MAX, INIT_GENERATOR, METHODS, METRICS, DistSpec, FlowSpec, MetricsSpec, RunSpec, Scenario, ScenarioError
 
 # the scenario name is the run file's name: OUTPUT/NAME.h5 must stay inside OUTPUT
 NAME_MAX = 100
@@ -148,6 +148,15 @@ def _dist(chk: Checker, data: dict, section: str, base_dir: str, *, target: bool
         chk.fail(section, "missing", f"{'an' if section == 'init' else 'a'} [{section}] table ({example})")
     table = chk.table(data[section], section, example)
     kinds = _targets.names()
+    if not target and table.get("kind") == INIT_GENERATOR:  # the untrained generator's measure: only n is its own
+        for key in table:
+            if key not in ("kind", "n"):
+                chk.fail(f"init.{key}", 'unknown option of kind "generator" (its settings are the [generator] table)',
+                         "one of kind, n")
+        n = chk.integer(table["n"], "init.n", what="the number of particles") if "n" in table else DEFAULT_N
+        return DistSpec(kind=INIT_GENERATOR, n=n, options={}, base_dir=base_dir), []
+    if not target:
+        kinds = kinds + [INIT_GENERATOR]
     raw_kind = chk.require(table, "kind", section, f"a distribution kind, one of {', '.join(kinds)}")
     if isinstance(raw_kind, list):  # a sweep over kinds
         kind_values = axis_values(chk, f"{section}.kind", raw_kind)
@@ -279,13 +288,17 @@ def _metrics(chk: Checker, data: dict, target_n: int) -> tuple[MetricsSpec, bool
     return MetricsSpec(names=names, reference_n=reference_n, final_window=window, **options), explicit
 
 
-def _tables(chk: Checker, data: dict, methods: tuple[str, ...], init_n: int) -> dict:
-    """The method tables ([generator]): each judged option by option by its method record."""
+def _tables(chk: Checker, data: dict, methods: tuple[str, ...], init_n: int, init_kind=None) -> dict:
+    """The method tables ([generator]): each judged option by option by its method record.
+
+    ``[init] kind = "generator"`` reads the generator's table even when ``run.methods`` has no generator:
+    the particles start at that untrained generator's samples.
+    """
     out = {}
     for rec in _methods.RECORDS.values():
         if rec.table is None:
             continue
-        if rec.name not in methods:
+        if rec.name not in methods and rec.table != init_kind:
             if rec.table in data:
                 chk.fail(rec.table, f'a [{rec.table}] table but run.methods has no "{rec.name}"',
                          f'run.methods to include "{rec.name}", or no [{rec.table}] table')
@@ -301,6 +314,9 @@ def _tables(chk: Checker, data: dict, methods: tuple[str, ...], init_n: int) -> 
         if "eval_n" in {f.name for f in dataclasses.fields(rec.table_spec)}:
             values.setdefault("eval_n", init_n)
         out[rec.table] = rec.table_spec(**values)
+    if init_kind == INIT_GENERATOR and getattr(out.get(INIT_GENERATOR), "start", None) == "init":
+        chk.fail("generator.start", '"init" fits the [init] measure, but init.kind is "generator" (the untrained '
+                 'generator itself)', 'start = "random" there, or an [init] distribution')
     return out
 
 
@@ -333,6 +349,8 @@ def _check_data(chk: Checker, target, target_axes, init, init_axes, metrics: Met
                 "a target with modes (gaussian, two_modes, mixture, eight_gaussians, checkerboard), or no mode_mass",
             )
     for point, _, index in dist_points(init, init_axes):
+        if point.kind == INIT_GENERATOR:
+            continue  # drawn by the run from the untrained generator, in the target's dimension
         t = build_dist(chk, "init", point, index, {k for k, _ in init_axes})
         if t.max_n is not None and init.n > t.max_n:
             chk.fail(
@@ -418,7 +436,7 @@ def loads(text: str, *, source: str = "<string>", base_dir: str = ".", overrides
 
     run = _run(chk, data)
     metrics, explicit_metrics = _metrics(chk, data, target.n)
-    tables = _tables(chk, data, run.methods, init.n)
+    tables = _tables(chk, data, run.methods, init.n, init.kind)
 
     if not _check_data(chk, target, target_axes, init, init_axes, metrics, explicit_metrics) and not explicit_metrics:
         # the default "all metrics" leaves out mode_mass where no target has modes (moons, spiral, rings, files)

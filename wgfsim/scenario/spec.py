@@ -21,6 +21,11 @@ ACTIVATIONS = tuple(_ACTIVATIONS)
 DEFAULT_N = 1024  # samples / particles when [target] or [init] gives no n
 
 
+# [init] kind = "generator": the particles start at samples of the untrained generator of the run's
+# seed and [generator] settings (wgfsim.methods.generator.start), so no wgfsim.targets kind builds it
+INIT_GENERATOR = "generator"
+
+
 class ScenarioError(OptionError):
     """A user mistake in a scenario; ``str(err)`` is the whole message.
 
@@ -72,7 +77,14 @@ class DistSpec:
     base_dir: str = "."
 
     def build(self) -> _targets.Target:
-        """The :class:`wgfsim.targets.Target` (only for a spec without sweeps)."""
+        """The :class:`wgfsim.targets.Target` (only for a spec without sweeps).
+
+        ``[init] kind = "generator"`` has none: the particle method draws it
+        (:func:`wgfsim.methods.generator.start.untrained_sample`).
+        """
+        if self.kind == INIT_GENERATOR:
+            raise ValueError('init: kind "generator" is drawn by the run (the untrained generator of its seed), '
+                             "not by wgfsim.targets")
         return _targets.make(self.kind, base_dir=self.base_dir, **self.options)
 
     def content(self) -> dict | None:

@@ -2,7 +2,8 @@
 
 - ``mass_transfer``: half-times of the mode-mass error against separation (:mod:`.mass_transfer`);
 - ``paper_fig2``: Gretton et al. Figure 2, drifting generators on five toys (:mod:`.paper_fig2`);
-- ``curl``: curl maps of the non-gradient fields and the toy example (:mod:`.curl`).
+- ``curl``: curl maps of the non-gradient fields and the toy example (:mod:`.curl`);
+- ``fixed_point``: simulate vs fixed point on the same start, four parts (:mod:`.fixed_point`).
 
 Studies read stored files (:func:`wgfsim.open_run`, :func:`wgfsim.open_sweep`) and the flow registry;
 they never re-parse a scenario.
@@ -18,6 +19,7 @@ STUDIES = {
     "mass_transfer": "half-times of the mode-mass error against separation^2/sigma^2 (two sweeps)",
     "paper_fig2": "Gretton et al. Fig. 2: final MMD^2 against each flow's hyper-parameter (a sweep folder)",
     "curl": "curl maps of the MMD, proxy and DA2 fields, and the toy example",
+    "fixed_point": "particles vs the drifting generator from one start: gap, fixed point, expressivity, batches",
 }
 
 

@@ -6,13 +6,18 @@ mass between two modes grows like ``1/kappa`` (slope 1/2 of ``log`` half-time
 against ``x = s^2/sigma^2``); transport flows (Sinkhorn at small eps, sliced,
 exact W2) move it in a time that does not grow.  Any flow with a length scale
 joins the kernel group (its options at the study's sigma come from the
-registry's ``options_at_scale``), so a new flow needs no change here.
+registry's ``options_at_scale``, its step and guide from
+:mod:`._settings`: the critics' step follows lambda, and each flow's guide is
+``1/kappa`` of its own gap decay, Gaussian or Laplace), so a new flow needs
+no change here.  ``--kernel-flows kl_kde,mmd,kale,drmmd,kale:lambda_=0.1,drmmd:lambda_=0.1``
+runs the critic table of ``docs/results.md``.
 
 ``wgfsim study mass_transfer -o OUT`` runs it and prints the table.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -23,16 +28,24 @@ import numpy as np
 
 from .. import flows as _flows
 from ..diagnostics import _polyfit, fit_slopes, flow_names, half_time, separation_over_sigma, two_atom_closed_form
+from ._settings import flow_settings, gap_decay, log_inverse_decay, parse_flow_list
 
 __all__ = ["mass_transfer_scenario", "MassTransferStudy", "mass_transfer_study", "plot_half_times", "main"]
 
 
-def _draw_half_times(ax, xv: np.ndarray, hv: np.ndarray, flows: np.ndarray, sigma: float) -> None:
-    """Draw one line per flow (geometric mean over repeats), never-finished runs as open triangles at the top."""
+def _draw_half_times(ax, xv: np.ndarray, hv: np.ndarray, flows: np.ndarray, sigma: float,
+                     decays: dict | None = None) -> None:
+    """Draw one line per flow (geometric mean over repeats), never-finished runs as open triangles at the top.
+
+    ``decays``: flow label -> ``(law, length)`` (:func:`._settings.gap_decay`); each flow whose field
+    decays across the gap gets its own dashed guide ``log 1/kappa(s)`` through its first point
+    (Gaussian ``s^2/(2 l^2)``, a line of slope ``sigma^2/(2 l^2)`` in ``x``; Laplace ``s/l``, a
+    curve in ``x``).  Flows not in ``decays`` take the registry's default options' decay.
+    """
     finite = hv[np.isfinite(hv) & (hv > 0)]
     top = float(finite.max()) * 3 if finite.size else 1.0
     fits = fit_slopes(xv, hv, flows)
-    guide = None
+    decays = dict(decays or {})
     for k, flow in enumerate(dict.fromkeys(flows.ravel().tolist())):
         m = flows == flow
         xs = np.unique(xv[m][np.isfinite(xv[m])])
@@ -46,12 +59,17 @@ def _draw_half_times(ax, xv: np.ndarray, hv: np.ndarray, flows: np.ndarray, sigm
         slope = fits[flow]["slope"]
         label = f"{flow} (slope {slope:.2f})" if math.isfinite(slope) else flow
         ax.plot(xs, ys, marker="o", color=f"C{k}", label=label)
-        if flow and _flows.get(flow).length_scale is not None and xs.size and math.isfinite(ys[0]):
-            guide = (xs[0], ys[0]) if guide is None else max(guide, (xs[0], ys[0]), key=lambda g: g[1])
-    if guide is not None and np.isfinite(xv).any():
-        x0, y0 = guide
-        x1 = float(np.nanmax(xv))
-        ax.plot([x0, x1], [y0, y0 * math.exp(0.5 * (x1 - x0))], ls="--", color="0.5", lw=1, label="slope 1/2 (1/kappa)")
+        name = str(flow).split(" ")[0]
+        if flow not in decays and name in _flows.names():
+            flow_rec = _flows.get(name)
+            defaults = flow_rec.options_at_scale(sigma) if flow_rec.options_at_scale is not None else {}
+            decays[flow] = gap_decay(name, defaults)
+        law, length = decays.get(flow, ("none", math.nan))
+        if law != "none" and xs.size > 1 and math.isfinite(ys[0]):
+            xg = np.linspace(xs[0], xs[-1], 50)
+            lg = log_inverse_decay(law, length, sigma * np.sqrt(xg)) - log_inverse_decay(law, length, sigma * math.sqrt(xs[0]))
+            ax.plot(xg, ys[0] * np.exp(lg), ls="--", color=f"C{k}", lw=0.8, alpha=0.7)
+    ax.plot([], [], ls="--", color="0.5", lw=0.8, label="1/kappa of each flow's gap decay")
     ax.set_yscale("log")
     ax.set_xlabel(r"separation$^2$ / $\sigma^2$" + f"  ($\\sigma$ = {sigma:.3g})")
     ax.set_ylabel("half-time of the mode-mass error")
@@ -175,6 +193,7 @@ class MassTransferStudy:
     datasets: list = field(default_factory=list, repr=False)
     reference_slope: float = 0.5
     unconverged: list = field(default_factory=list)  # point files whose Sinkhorn missed its tolerance
+    decays: dict = field(default_factory=dict)  # flow label -> (law, length): each flow's gap decay
 
     def table(self) -> str:
         """A plain-text table: half-time per flow and x, the fitted slopes, the closed form's, and 1/2."""
@@ -209,7 +228,7 @@ class MassTransferStudy:
         x = (h["target.separation"] / self.sigma) ** 2
         hh, xx = xr.broadcast(h, x)
         flows = np.broadcast_to(h["flow"].values.reshape([-1] + [1] * (h.ndim - 1)), h.shape)
-        _draw_half_times(ax, xx.transpose(*hh.dims).values, hh.values, flows, self.sigma)
+        _draw_half_times(ax, xx.transpose(*hh.dims).values, hh.values, flows, self.sigma, self.decays)
         return fig
 
 
@@ -224,7 +243,7 @@ def mass_transfer_study(
     alpha: float = 0.2,
     dim: int = 1,
     seeds: Sequence[int] = (0,),
-    kernel_flows: Sequence[str] = ("kl_kde", "sinkhorn_proxy"),
+    kernel_flows: Sequence = ("kl_kde", "sinkhorn_proxy"),
     kernel_steps: int = 600,
     kernel_step_size: float = 1.0,
     transport_eps: float = 0.1,
@@ -238,23 +257,30 @@ def mass_transfer_study(
 ) -> MassTransferStudy:
     """Run the mass-transfer study and fit ``log half_time`` against ``separation^2 / sigma^2``.
 
-    Two sweeps over ``separation = sigma * sqrt(x)`` for ``x`` in ``x_values``
+    Sweeps over ``separation = sigma * sqrt(x)`` for ``x`` in ``x_values``
     (target and init tied: particles start on the target's modes), with mode
     std ``std`` (0: exact atoms; small: modes the particles can leave):
 
-    * kernel flows (``kl_kde`` with ``bandwidth = sigma``, ``sinkhorn_proxy`` with
-      ``epsilon = sigma^2``, ``mmd`` with ``bandwidth = sigma`` if listed), a long
-      horizon (``kernel_steps * kernel_step_size``);
+    * kernel flows, each at the study's sigma (the registry's
+      ``options_at_scale``: ``kl_kde``/``mmd``/``kale``/``drmmd`` with
+      ``bandwidth = sigma``, ``sinkhorn_proxy`` with ``epsilon = sigma^2``),
+      over the horizon ``kernel_steps * kernel_step_size`` with each flow's
+      own Euler step (:func:`._settings.flow_settings`: ``kernel_step_size``
+      for the kernel flows, ``c lambda^0.4`` for the critics, whose fields
+      grow like ``1/lambda``); an entry is a name or ``(name, options)``
+      (``("kale", {"lambda_": 0.1})``), one sweep per step size;
     * transport flows (``sinkhorn`` with ``epsilon = transport_eps`` (<< separation^2),
       ``sliced``, ``w2_exact``), a short horizon with small steps to resolve it.
 
     The slope for a kernel flow is fitted over the separations where its
     run finished (finite half-time); it is compared with 1/2, the rate at
     which ``kappa = exp(-2 D^2/sigma^2) = exp(-x/2)`` (D = separation/2)
-    makes the closed-form velocity of the overcrowded mode vanish.
+    makes the closed-form velocity of the overcrowded mode vanish; the
+    figure draws each flow's own guide from its gap decay.
 
-    ``out_dir`` holds the sweeps (``kernel/``, ``transport/``); re-running
-    skips finished points.
+    ``out_dir`` holds the sweeps (``kernel/`` for the step-1 kernel flows,
+    ``kernel_eta<step>/`` for the others, ``transport/``); re-running skips
+    finished points.
 
     ``unconverged``: points whose Sinkhorn missed its tolerance
     (:mod:`wgfsim.studies.convergence`) are listed in the result's
@@ -269,13 +295,18 @@ def mass_transfer_study(
     from ..sweep import run_sweep
 
     seps = [float(sigma * math.sqrt(x)) for x in x_values]
-    kernel_params = {}
-    for f in kernel_flows:
-        at_scale = _flows.get(f).options_at_scale
-        if at_scale is None:
+    horizon = kernel_steps * kernel_step_size
+    settings = []
+    for entry in kernel_flows:
+        f, extra = (entry, {}) if isinstance(entry, str) else entry
+        if _flows.get(f).options_at_scale is None:
             raise ValueError(f"kernel_flows: {f!r} has no length scale to set; flows with one: "
                              f"{[n for n in _flows.names() if _flows.get(n).options_at_scale is not None]}")
-        kernel_params[f] = at_scale(sigma)
+        st = flow_settings(f, sigma, horizon=horizon, extra=extra)
+        if st.step_size == 1.0 and kernel_step_size != 1.0:  # the plain kernel flows take the caller's step
+            st = dataclasses.replace(st, step_size=kernel_step_size, steps=kernel_steps,
+                                     record_every=max(1, -(-kernel_steps // 300)))
+        settings.append(st)
     # each flow's own study settings in this dimension (its record's study_options), at the length
     # sqrt(transport_eps) where the flow has a length scale (sinkhorn's epsilon = transport_eps)
     transport_params = {}
@@ -284,20 +315,25 @@ def mass_transfer_study(
         transport_params[f] = dict(entry.study_options(dim)) if entry.study_options is not None else {}
         if entry.options_at_scale is not None:
             transport_params[f].update(entry.options_at_scale(math.sqrt(transport_eps)))
-    groups = [
-        ("kernel", [(f, kernel_params[f]) for f in kernel_flows], kernel_steps, kernel_step_size),
-        ("transport", [(f, transport_params[f]) for f in transport_flows], transport_steps, transport_step_size),
-    ]
+    by_step: dict = {}
+    for st in settings:
+        by_step.setdefault((st.step_size, st.steps, st.record_every), []).append(st)
+    groups = []
+    for (eta, steps, every), sts in by_step.items():
+        name = "kernel" if eta == kernel_step_size else f"kernel_eta{eta:g}"
+        groups.append((name, [(st.flow, st.options) for st in sts], steps, eta, every))
+    groups.append(("transport", [(f, transport_params[f]) for f in transport_flows], transport_steps,
+                   transport_step_size, 1))
     out = pathlib.Path(out_dir)
-    pieces, dirs, datasets, loose = [], [], [], []
+    pieces, dirs, datasets, decays, loose = [], [], [], {}, []
     import xarray as xr
 
-    for group, flows, steps, eta in groups:
+    for group, flows, steps, eta, every in groups:
         if not flows:
             continue
         text = mass_transfer_scenario(
             name=f"mass_transfer_{group}", group=group, flows=flows, separations=seps, pi=pi, alpha=alpha, std=std,
-            dim=dim, n=n, steps=steps, step_size=eta, record_every=1, seeds=seeds,
+            dim=dim, n=n, steps=steps, step_size=eta, record_every=every, seeds=seeds,
         )
         sc = loads(text, source=f"<mass_transfer_study:{group}>")
         result = run_sweep(sc, out / group, workers=workers, executor=executor, progress=progress)
@@ -313,6 +349,11 @@ def mass_transfer_study(
         h = half_time(ds)
         if "flow" not in h.dims:
             h = h.expand_dims(flow=[str(ds["flow"].values)])
+        # a critic at another lambda than 1 is its own line: "kale lambda=0.1"
+        labels = {f: _label(f, o) for f, o in flows}
+        h = h.assign_coords(flow=[labels.get(str(f), str(f)) for f in h["flow"].values])
+        for f, o in flows:
+            decays[labels[f]] = gap_decay(f, o)
         datasets.append((ds, h))
         dirs.append(out / group)
         pieces.append(h)
@@ -325,14 +366,18 @@ def mass_transfer_study(
     slopes = fit_slopes(xx.transpose(*hh.dims).values, hh.values, labels)
     # the same fit for 1 / |closed-form velocity of the overcrowded atom|: what kappa alone predicts on this grid
     closed = {}
-    for flow, params in groups[0][1]:
-        inv = [1.0 / abs(two_atom_closed_form(flow, sigma * math.sqrt(xv) / 2, pi, alpha, **params)) for xv in x_values]
+    for st in settings:
+        inv = [1.0 / abs(two_atom_closed_form(st.flow, sigma * math.sqrt(xv) / 2, pi, alpha, **st.options))
+               for xv in x_values]
         if all(math.isfinite(v) for v in inv):
-            closed[flow] = _polyfit(np.asarray(x_values, float), np.log(inv))[0]
+            closed[_label(st.flow, st.options)] = _polyfit(np.asarray(x_values, float), np.log(inv))[0]
     return MassTransferStudy(half_times=h_all, x=x, slopes=slopes, sigma=float(sigma), sweep_dirs=dirs,
-                             closed_form_slopes=closed, datasets=datasets, unconverged=loose)
+                             closed_form_slopes=closed, datasets=datasets, decays=decays, unconverged=loose)
 
 
+def _label(flow: str, options: dict) -> str:
+    lam = options.get("lambda_")
+    return f"{flow} lambda={lam:g}" if lam is not None and float(lam) != 1.0 else flow
 
 
 def plot_half_times(ds, *, sigma: float | None = None, half_times=None, ax=None):
@@ -341,8 +386,10 @@ def plot_half_times(ds, *, sigma: float | None = None, half_times=None, ax=None)
     ``ds`` is a stored dataset (run file or sweep); ``half_times`` optionally
     the :func:`wgfsim.diagnostics.half_time` of it (computed when not given).
     Runs that never reached half their error are drawn as open triangles at
-    the top edge.  The legend gives each flow's fitted slope; a dashed guide
-    shows the slope 1/2 of ``1/kappa = exp(s^2/(2 sigma^2))``.
+    the top edge.  The legend gives each flow's fitted slope; each flow's
+    dashed guide is ``1/kappa`` of its own gap decay (the registry's options
+    at ``sigma``: Gaussian ``exp(s^2/(2 sigma^2))``, slope 1/2 in ``x``;
+    Laplace ``exp(s/h)``).
     Returns a ``matplotlib.figure.Figure``.
     """
     import xarray as xr
@@ -377,7 +424,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="wgfsim study mass_transfer", description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--output", default="outputs/mass_transfer_study", help="folder for the two sweeps")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--kernel-flows", default="kl_kde,sinkhorn_proxy", help="comma-separated flows with a length scale")
+    ap.add_argument("--kernel-flows", default="kl_kde,sinkhorn_proxy",
+                    help="comma-separated flows with a length scale, NAME[:KEY=VALUE...] (e.g. kale:lambda_=0.1); "
+                         "each takes its own step (wgfsim.studies._settings)")
     ap.add_argument("--transport-flows", default="sinkhorn,sliced,w2_exact")
     ap.add_argument("--x", default="4,6,8,10,12", help="values of separation^2/sigma^2")
     ap.add_argument("--kernel-steps", type=int, default=600)
@@ -388,7 +437,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     study = mass_transfer_study(
         args.output, x_values=[float(v) for v in args.x.split(",")], seeds=[int(s) for s in args.seeds.split(",")],
-        kernel_flows=[f for f in args.kernel_flows.split(",") if f],
+        kernel_flows=parse_flow_list(args.kernel_flows),
         transport_flows=[f for f in args.transport_flows.split(",") if f],
         kernel_steps=args.kernel_steps, workers=args.workers, progress=True, unconverged=args.unconverged,
     )

@@ -179,6 +179,8 @@ class GeneratorState:
     ema: dict | None = None  # name -> array: the parameters' moving average (TrainConfig.ema_decay > 0)
     sampler: Any = None  # (n, rng) -> (n, d) host array: fresh target draws (TrainConfig.fresh_target)
     target_digest: str = ""  # digest of the target sample, computed once (checkpoints carry it)
+    # the last step's arrays (z, x, y, x_target) for its fit residual (.residual); not checkpointed
+    batch: dict | None = None
 
 
 def regression_loss(x, x_target):
@@ -280,7 +282,7 @@ def _drift(state: GeneratorState, cfg: TrainConfig):
     x, cache = forward(state.params, z, cfg.mlp)  # (B, d)
     v = state.field(x, y)  # (B, d)
     x_target = x + cfg.drift_step * v  # (B, d) frozen: no gradient flows through v
-    return z, x, cache, x_target, float(xp.sqrt(xp.mean(xp.sum(v * v, axis=1))))
+    return z, x, cache, x_target, float(xp.sqrt(xp.mean(xp.sum(v * v, axis=1)))), y
 
 
 def drift_loss(state: GeneratorState, cfg: TrainConfig) -> tuple[float, float]:
@@ -290,7 +292,7 @@ def drift_loss(state: GeneratorState, cfg: TrainConfig) -> tuple[float, float]:
     batch (and minibatch) from the state's generator and updates the flow's
     warm start, as a step would; the parameters are untouched.
     """
-    _, x, _, x_target, velocity_rms = _drift(state, cfg)
+    _, x, _, x_target, velocity_rms, _ = _drift(state, cfg)
     return regression_loss(x, x_target)[0], velocity_rms
 
 
@@ -303,7 +305,7 @@ def step(state: GeneratorState, cfg: TrainConfig) -> tuple[GeneratorState, float
     """
     if cfg.mlp != state.mlp:
         raise ValueError(f"cfg.mlp: differs from the generator's shape {state.mlp} (got {cfg.mlp})")
-    z, _, cache, x_target, velocity_rms = _drift(state, cfg)
+    z, x, cache, x_target, velocity_rms, y = _drift(state, cfg)
     params, adam = state.params, state.adam
     lr = cfg.learning_rate_at(state.step)
     loss0 = math.nan
@@ -316,7 +318,8 @@ def step(state: GeneratorState, cfg: TrainConfig) -> tuple[GeneratorState, float
     if cfg.ema_decay > 0:
         beta = cfg.ema_decay
         ema = {k: beta * ema[k] + (1.0 - beta) * p for k, p in params.items()} if ema is not None else dict(params)
-    new = dataclasses.replace(state, params=params, adam=adam, step=state.step + 1, velocity_rms=velocity_rms, ema=ema)
+    new = dataclasses.replace(state, params=params, adam=adam, step=state.step + 1, velocity_rms=velocity_rms, ema=ema,
+                              batch={"z": z, "x": x, "y": y, "x_target": x_target})
     return new, loss0
 
 

@@ -43,7 +43,13 @@ class ParticlesMethod:
         self.n_points = point.init.n
 
     def init(self):
-        x0 = self.point.init.build().sample(self.point.init.n, rng(self.point.seed, 1))
+        if self.point.init.kind == "generator":  # the untrained generator's samples (methods/generator/start.py)
+            from ..generator.start import untrained_sample
+
+            x0 = untrained_sample(self.point.init.options["generator"], self.target.shape[1], self.point.seed,
+                                  self.point.init.n)
+        else:
+            x0 = self.point.init.build().sample(self.point.init.n, rng(self.point.seed, 1))
         return particles.init(self.xp.asarray(x0, dtype=self.dtype), field(self.point, self.backend, self.prune_tol),
                               rng(self.point.seed, 3))
 
