@@ -552,3 +552,43 @@ def test_site_builds_strict(tmp_path):
         out = tmp_path / "site" / (rel.parent if rel.name == "index" else rel) / "index.html"
         rendered = set(re.findall(r'<h[1-6] id="([^"]+)"', out.read_text()))
         assert rendered == _unique([site_slug(h) for h in headings(md.read_text())], "_"), md
+
+
+def test_docstrings_parse_as_numpy_style_without_warnings():
+    """The API reference's parser (griffe, NumPy style) reads every docstring without a warning.
+
+    ``mkdocs build --strict`` fails on such a warning (a paragraph under ``Parameters`` read as a
+    parameter, a ``Returns`` line without its section); this catches it without building the site.
+    """
+    griffe = pytest.importorskip("griffe")
+    import logging
+
+    messages = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Collect(level=logging.WARNING)
+    logger = logging.getLogger("griffe")
+    logger.addHandler(handler)
+    try:
+        package = griffe.load("wgfsim", search_paths=[str(ROOT)], docstring_parser="numpy", allow_inspection=False)
+        n = 0
+
+        def walk(obj):
+            nonlocal n
+            for member in obj.members.values():
+                if member.is_alias:
+                    continue
+                if member.docstring:
+                    member.docstring.parsed
+                    n += 1
+                if member.is_module or member.is_class:
+                    walk(member)
+
+        walk(package)
+    finally:
+        logger.removeHandler(handler)
+    assert n > 300, n
+    assert not messages, "\n".join(messages)

@@ -157,11 +157,10 @@ def test_the_generator_table_reaches_its_configs_field_by_field():
     spec = sc.generator
     settings = method_record("generator").settings(sc.run, spec, 2, 128)
     cfg = settings.train
-    # eval_n, start and start_steps are the method's own settings, not the network's or the training's
-    own = ("eval_n", "start", "start_steps")
+    own = ("eval_n", "start", "start_steps")  # the method's own settings, beside the configs
     given = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name not in own}
     got = {**dataclasses.asdict(cfg.mlp), **{k: v for k, v in dataclasses.asdict(cfg).items() if k != "mlp"}}
     assert {k: got[k] for k in given} == given
-    assert (settings.start, settings.start_steps) == (spec.start, spec.start_steps)
     assert (cfg.mlp.width, cfg.mlp.latent_dim, cfg.ema_decay, cfg.lr_schedule) == (48, 5, 0.5, "cosine")
     assert (cfg.mlp.out_dim, cfg.total_steps, cfg.minibatch, settings.eval_n) == (2, 12, 0, 128)
+    assert (settings.start, settings.start_steps) == (spec.start, spec.start_steps)

@@ -103,6 +103,8 @@ record_every = 10
 seeds = [0]
 
 [generator]
+architecture = "residual"   # spread out from the start (the default "mlp" with init "torch" starts
+init = "he"                 # collapsed at the origin, between the two modes)
 latent_dim = 2
 width = 32
 depth = 2

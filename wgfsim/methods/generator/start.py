@@ -92,8 +92,11 @@ def fit_to_init(state: GeneratorState, cfg: TrainConfig, init_measure, rng: np.r
     steps : int
         Adam steps.
 
-    Returns the state with the fitted parameters, fresh Adam moments, the
-    moving average (if kept) equal to them, and ``step = 0``.
+    Returns
+    -------
+    GeneratorState
+        The state with the fitted parameters, fresh Adam moments, the moving
+        average (if kept) equal to them, and ``step = 0``.
     """
     xp = array_namespace(state.target)
     dtype = state.target.dtype
