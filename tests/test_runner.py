@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from wgfsim import runner, scenario
+from wgfsim.errors import OptionError
 from wgfsim.io import open_run
 
 SCENARIO = """
@@ -164,3 +165,50 @@ def test_the_generator_table_reaches_its_configs_field_by_field():
     assert (cfg.mlp.width, cfg.mlp.latent_dim, cfg.ema_decay, cfg.lr_schedule) == (48, 5, 0.5, "cosine")
     assert (cfg.mlp.out_dim, cfg.total_steps, cfg.minibatch, settings.eval_n) == (2, 12, 0, 128)
     assert (settings.start, settings.start_steps) == (spec.start, spec.start_steps)
+
+
+MULTI = SCENARIO.replace('methods = ["particles", "generator"]', 'methods = ["particles"]').replace(
+    'names = ["mmd2", "velocity_rms"]', 'names = ["mmd2"]\nmmd2_bandwidths = [0.05, 0.3, 1.5]\nfinal_window = 2'
+).split("[generator]")[0]
+
+
+def test_mmd2_at_each_listed_bandwidth_is_the_gaussian_v_statistic(tmp_path):
+    import h5py
+
+    ds = open_run(runner.run_scenario(scenario.loads(MULTI), tmp_path, progress=False))
+    assert ds.mmd2_at.dims == ("run", "time", "mmd2_bandwidth")
+    np.testing.assert_array_equal(ds.mmd2_bandwidth.values, [0.05, 0.3, 1.5])  # the coordinate round-trips
+    y = ds.reference.values.astype(np.float64)
+    for k in range(ds.sizes["time"]):
+        x = ds.position.values[0, k].astype(np.float64)
+        for sigma in (0.05, 0.3, 1.5):
+            def mean_k(a, b):  # the biased V-statistic, written out densely (test sizes)
+                d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+                return np.exp(-d2 / (2 * sigma**2)).mean()
+
+            expected = mean_k(x, x) - 2 * mean_k(x, y) + mean_k(y, y)
+            # positions are stored in float32: the recomputation from them agrees to float32 rounding
+            got = float(ds.mmd2_at.sel(mmd2_bandwidth=sigma).values[0, k])
+            assert got == pytest.approx(expected, rel=1e-4, abs=1e-7)
+    # the median-heuristic mmd2 is still stored beside it
+    assert np.isfinite(ds.mmd2.values).all()
+    with h5py.File(tmp_path / "both.h5", "r") as h:  # an independent reader: the coordinate's own attributes
+        assert h["mmd2_bandwidth"].attrs["units"] == "data"
+        assert "bandwidth" in str(h["mmd2_bandwidth"].attrs["long_name"])
+        assert h["mmd2_at"].shape == (1, 4, 3)
+        # the final score per bandwidth: the mean and spread of its last final_window = 2 records
+        last = h["mmd2_at"][0, -2:, 0]
+        assert h.attrs["final_mmd2_at_0.05_mean"][0] == pytest.approx(last.mean(), rel=1e-12)
+        assert h.attrs["final_mmd2_at_0.05_std"][0] == pytest.approx(last.std(ddof=1), rel=1e-12)
+
+
+def test_mmd2_bandwidths_one_number_and_bad_values(tmp_path):
+    one = scenario.loads(MULTI.replace("mmd2_bandwidths = [0.05, 0.3, 1.5]", "mmd2_bandwidths = 0.2"))
+    assert one.metrics.mmd2_bandwidths == (0.2,) and "mmd2_at" in one.metrics.names
+    # unset: no mmd2_at (the default names hold it only when the bandwidths are given)
+    assert "mmd2_at" not in scenario.loads(SCENARIO).metrics.names
+    for bad in ("-0.1", "[]", '["wide"]', "[0.1, -2.0]", "[0.1, 0.1]", "true", "[0.0]"):
+        with pytest.raises(OptionError, match=r"metrics\.mmd2_bandwidths"):
+            scenario.loads(MULTI.replace("[0.05, 0.3, 1.5]", bad))
+    with pytest.raises(OptionError, match=r"metrics\.mmd2_bandwidths"):  # asked for by name without its values
+        scenario.loads(SCENARIO.replace('names = ["mmd2", "velocity_rms"]', 'names = ["mmd2_at"]'))

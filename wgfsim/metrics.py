@@ -7,6 +7,7 @@ all expectations are V-statistics (sums over all pairs, ``i == k`` included).
 
 =====================  ==============================================================
 ``mmd2``               ``MMD^2 = E k(X,X') - 2 E k(X,Y) + E k(Y,Y')``, Gaussian kernel
+``mmd2_at``            ``mmd2`` at each of the listed bandwidths, (B,)
 ``energy_distance``    ``2 E|X-Y| - E|X-X'| - E|Y-Y'|``
 ``sinkhorn``           debiased Sinkhorn divergence ``S_eps``, cost ``|x-y|^2 / 2``
 ``w2``                 exact ``W_2`` (network simplex), small samples only
@@ -43,6 +44,7 @@ from .primitives import dense
 
 __all__ = [
     "Metric",
+    "MetricAxis",
     "MetricOption",
     "RECORDS",
     "METRICS",
@@ -51,6 +53,7 @@ __all__ = [
     "compute",
     "energy_distance",
     "mmd2",
+    "mmd2_at",
     "mode_mass",
     "sinkhorn",
     "sinkhorn_epsilon",
@@ -167,6 +170,19 @@ def mmd2(x, ref, *, bandwidth: float | tuple | None = None, backend: str = "auto
     from .flows import mmd as _mmd
 
     return float(_mmd.mmd2(x, ref, None, None, tuple(float(s) for s in bandwidths), "gaussian", backend))
+
+
+def mmd2_at(x, ref, *, bandwidths, backend: str = "auto") -> np.ndarray:
+    """``MMD^2`` (:func:`mmd2`, Gaussian kernel) at each bandwidth ``sigma_b`` of ``bandwidths``, shape (B,).
+
+    One number per bandwidth, not their sum: the median bandwidth of a spread-out
+    target is far wider than its fine structure, so a small ``sigma`` shows blur
+    the median one hides.  NaN for a non-finite particle cloud, like :func:`mmd2`.
+    """
+    sigmas = tuple(bandwidths) if isinstance(bandwidths, (list, tuple, np.ndarray)) else ()
+    if not sigmas or not all(_positive(s) for s in sigmas):
+        raise OptionError("metrics", "mmd2_bandwidths", bandwidths, "a non-empty list of positive numbers")
+    return np.array([mmd2(x, ref, bandwidth=float(s), backend=backend) for s in sigmas], dtype=np.float64)
 
 
 def energy_distance(x, ref, *, backend: str = "auto") -> float:
@@ -298,7 +314,8 @@ class MetricOption:
     """A ``[metrics]`` key of a scenario that sets one keyword of a metric's function.
 
     ``kind``: ``"positive"`` (a positive number, or absent: ``default``, which
-    may be None) or ``"integer"`` (a positive integer).
+    may be None), ``"integer"`` (a positive integer) or ``"positive_list"`` (a
+    non-empty list of distinct positive numbers; a single number is a list of one).
     """
 
     key: str  # the scenario key, e.g. "sinkhorn_epsilon"
@@ -319,6 +336,9 @@ class Metric:
     ``long_name``, ``units`` (float64).  ``memory(n, m, d, options) -> {part:
     bytes}`` and ``pairs(n, m, options) -> float`` (pairs one evaluation
     visits) feed the resource estimate (:mod:`wgfsim.scenario.resources`).
+    ``axis``: for a metric with one number per value of a setting (``mmd2_at``,
+    dims ``(run, time, AXIS)``), the :class:`MetricAxis` whose values label that
+    last dimension; the metric is recorded only when its option is set.
     """
 
     name: str
@@ -331,6 +351,17 @@ class Metric:
     memory: Callable[..., dict] | None = None
     pairs: Callable[..., float] | None = None
     doc: str = field(default="", repr=False)
+    axis: "MetricAxis | None" = None
+
+
+@dataclass(frozen=True)
+class MetricAxis:
+    """The coordinate of a metric's own last dimension: its name, ``long_name``, ``units`` and the option giving its values."""
+
+    dim: str  # e.g. "mmd2_bandwidth"
+    long_name: str
+    units: str
+    option: str  # the [metrics] key listing the values, e.g. "mmd2_bandwidths"
 
 
 def _w2_memory(n, m, d, options) -> dict:
@@ -343,6 +374,12 @@ RECORDS: dict[str, Metric] = {r.name: r for r in (
            options=(MetricOption("mmd2_bandwidth", "bandwidth", None, "positive",
                                  "Gaussian bandwidth (default: the median heuristic)"),),
            pair=True, pairs=lambda n, m, o: float((n + m) ** 2)),
+    Metric("mmd2_at", mmd2_at, ("run", "time", "mmd2_bandwidth"),
+           "MMD^2 to the reference at each Gaussian bandwidth of metrics.mmd2_bandwidths", "1",
+           options=(MetricOption("mmd2_bandwidths", "bandwidths", None, "positive_list",
+                                 "Gaussian bandwidths, one MMD^2 each"),),
+           pair=True, pairs=lambda n, m, o: float(len(o.get("bandwidths") or (1,)) * (n + m) ** 2),
+           axis=MetricAxis("mmd2_bandwidth", "Gaussian bandwidth sigma of mmd2_at", "data", "mmd2_bandwidths")),
     Metric("energy_distance", energy_distance, ("run", "time"), "energy distance to the reference", "data",
            pair=True, pairs=lambda n, m, o: float((n + m) ** 2)),
     Metric("sinkhorn", sinkhorn, ("run", "time"), "debiased Sinkhorn divergence to the reference (cost |x-y|^2/2)",
@@ -358,6 +395,11 @@ RECORDS: dict[str, Metric] = {r.name: r for r in (
 
 # name -> fn(x, ref, *, backend, **options): the metrics of (x, reference) of a record
 METRICS: dict[str, Callable[..., float]] = {r.name: r.fn for r in RECORDS.values() if r.pair}
+
+
+def axis_records() -> dict[str, Metric]:
+    """The metrics with a last dimension of their own (``mmd2_at``): ``{name: record}``."""
+    return {r.name: r for r in RECORDS.values() if r.axis is not None}
 
 
 def scalar_names() -> tuple[str, ...]:
@@ -411,7 +453,7 @@ def compute(x, ref, names, *, centres=None, backend: str = "auto", options: dict
     Returns
     -------
     dict
-        ``{name: float}`` for each scalar metric, plus ``"mode_mass": ndarray (K,)``.
+        ``{name: float}`` for each scalar metric (``mmd2_at``: ndarray (B,)), plus ``"mode_mass": ndarray (K,)``.
     """
     names = [names] if isinstance(names, str) else list(names)
     unknown = [n for n in names if n not in METRICS and n != "mode_mass"]
@@ -430,7 +472,8 @@ def compute(x, ref, names, *, centres=None, backend: str = "auto", options: dict
         if name == "mode_mass":
             continue
         fn = METRICS[name]
-        out[name] = float(fn(x, ref, backend=backend, **_options_of(name, fn, options.get(name, {}))))
+        value = fn(x, ref, backend=backend, **_options_of(name, fn, options.get(name, {})))
+        out[name] = value if name in axis_records() else float(value)  # mmd2_at: an array (B,)
     if centres is not None:
         out["mode_mass"] = mode_mass(x, centres)
     return out

@@ -113,6 +113,13 @@ def _stored_metrics(sc: Scenario, points: list[RunPoint]) -> tuple[str, ...]:
     return tuple(m for m in SCALAR_METRICS if m in names)
 
 
+def _axis_metrics(sc: Scenario) -> dict:
+    """The metrics with a dimension of their own the file stores (``mmd2_at``): ``{name: (dim, values)}``."""
+    options = dataclasses.asdict(sc.metrics)
+    return {name: (r.axis.dim, tuple(options[r.axis.option])) for name, r in metrics.axis_records().items()
+            if name in sc.metrics.names and options.get(r.axis.option) is not None}
+
+
 def _extra_variables(points: list[RunPoint]) -> dict:
     """The per-record numbers the runs' methods declare (their records' ``variables``)."""
     out: dict = {}
@@ -189,7 +196,7 @@ def _run_one(sc, point, method, r, store, data, ckdir, bar, unconverged: list) -
     record_at = {k: i for i, k in enumerate(_record_steps(sc.run.steps, sc.run.record_every))}
     bar.update(step)
     n_store = store.n_particles
-    stored = set(store.metrics)
+    stored = set(store.metrics) | set(store.axis_metrics)
     diagnostics = tuple(name for name, _, _ in get_flow(point.flow).diagnostics)
     tol = getattr(point.flow_params, "tol", math.inf)  # Sinkhorn's: the bar of its recorded error
     while True:
@@ -247,8 +254,9 @@ def _solver_stats(state, names: tuple) -> dict:
 
 
 def _keep(rec: dict, stored: set) -> dict:
-    """The record without scalar metrics the file does not store."""
-    return {k: v for k, v in rec.items() if k not in SCALAR_METRICS or k in stored}
+    """The record without the metrics the file does not store."""
+    return {k: v for k, v in rec.items()
+            if (k not in SCALAR_METRICS and k not in metrics.axis_records()) or k in stored}
 
 
 def _pad(x: np.ndarray, n: int) -> np.ndarray:
@@ -478,7 +486,8 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
                    "resolved_scenario": json.dumps(ident, sort_keys=True)},
             record_velocity=sc.run.record_velocity,
             overwrite=True,
-            metrics=_stored_metrics(sc, points),
+            metrics=_stored_metrics(sc, points) + tuple(_axis_metrics(sc)),
+            metric_axes={dim: values for dim, values in _axis_metrics(sc).values()},
             extra_variables=_extra_variables(points),
             mode_centres=data.centres,
             target_mode_mass=data.target_mode_mass,
@@ -500,7 +509,7 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
                 if err is not None:
                     failed[point.label] = err
                     print(f"wgfsim: run '{point.label}' stopped: {err}", file=sys.stderr)
-        scored = _stored_metrics(sc, points) + tuple(_extra_variables(points))  # the metrics and e.g. the loss
+        scored = _stored_metrics(sc, points) + tuple(_axis_metrics(sc)) + tuple(_extra_variables(points))  # the metrics and e.g. the loss
         scores = final_scores(partial, scored, sc.metrics.final_window)
         final = store.finish({"failed_runs": json.dumps(failed), **scores})
     except BaseException:
@@ -526,7 +535,9 @@ def final_scores(file, names, window: int) -> dict:
     (its finite values, the final record included) and their sample standard
     deviation (NaN from fewer than two) are the score to compare.  Returns
     attributes ``final_window`` and per metric ``final_<name>_mean`` and
-    ``final_<name>_std`` (one number per run), read back from ``file``.
+    ``final_<name>_std`` (one number per run), read back from ``file``.  A
+    metric with a dimension of its own (``mmd2_at`` over ``mmd2_bandwidth``)
+    gets one pair per value of it, named by the value: ``final_mmd2_at_0.05_mean``.
     """
     import h5py
 
@@ -535,14 +546,26 @@ def final_scores(file, names, window: int) -> dict:
         for name in names:
             if name not in h:
                 continue
-            values = np.asarray(h[name][...], dtype=np.float64)  # (run, time)
-            means, stds = [], []
-            for row in values:
-                last = row[np.isfinite(row)][-window:]
-                means.append(float(last.mean()) if last.size else math.nan)
-                stds.append(float(last.std(ddof=1)) if last.size > 1 else math.nan)
-            out[f"final_{name}_mean"], out[f"final_{name}_std"] = means, stds
+            values = np.asarray(h[name][...], dtype=np.float64)  # (run, time) or (run, time, B)
+            if values.ndim == 3:  # mmd2_at: one score per bandwidth, named by it
+                axis = np.asarray(h[metrics.RECORDS[name].axis.dim][...], dtype=np.float64)  # (B,)
+                for b, value in enumerate(axis):
+                    out.update(_window_scores(f"{name}_{value:g}", values[:, :, b], window))
+            else:
+                out.update(_window_scores(name, values, window))
     return out
+
+
+def _window_scores(name: str, values: np.ndarray, window: int) -> dict:
+    """``final_<name>_mean``/``_std``: per run (row of ``values``, (run, time)), over its last ``window`` finite values."""
+    means, stds = [], []
+    for row in values:
+        last = row[np.isfinite(row)][-window:]
+        means.append(float(last.mean()) if last.size else math.nan)
+        stds.append(float(last.std(ddof=1)) if last.size > 1 else math.nan)
+    return {f"final_{name}_mean": means, f"final_{name}_std": stds}
+
+
 
 
 def _run_coords(points: list[RunPoint]) -> dict:

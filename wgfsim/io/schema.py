@@ -38,6 +38,7 @@ __all__ = [
     "RECORD_KEYS",
     "RESERVED_ATTRS",
     "VARIABLES",
+    "AXIS_METRICS",
     "Variable",
     "check_version",
 ]
@@ -45,7 +46,9 @@ __all__ = [
 SCHEMA_VERSION = 2
 SCHEMA_ATTR = "wgfsim_schema"
 
-DIMS = ("run", "time", "particle", "dim", "sample", "ref", "mode")
+# metrics with a last dimension of their own (mmd2_at over mmd2_bandwidth), from the metric records
+AXIS_METRICS = {name: r.axis for name, r in _metrics.axis_records().items()}
+DIMS = ("run", "time", "particle", "dim", "sample", "ref", "mode") + tuple(a.dim for a in AXIS_METRICS.values())
 
 # scalar (run, time) metrics, from the metric records (wgfsim.metrics.RECORDS); only those a scenario asks
 # for are stored.  A method's own per-record scalars (the generator's ``loss``) are declared by its record
@@ -56,7 +59,7 @@ SCALAR_METRICS = _metrics.scalar_names()
 RUN_COORDS = ("flow", "method", "seed")
 # per-run JSON text written at creation
 RUN_TEXT_VARS = ("flow_params", "method_params")
-RECORD_KEYS = ("step", "t", "position", "velocity", "mode_mass") + SCALAR_METRICS  # plus a method's extra variables
+RECORD_KEYS = ("step", "t", "position", "velocity", "mode_mass") + SCALAR_METRICS + tuple(AXIS_METRICS)  # plus a method's extra variables
 # attributes the store owns: a caller setting them would make the provenance lie
 RESERVED_ATTRS = ("wgfsim_version", SCHEMA_ATTR, "start_time", "end_time", "status")
 
@@ -87,6 +90,8 @@ VARIABLES: dict[str, Variable] = {
     "method_params": Variable(("run",), "str", "the method's settings (JSON)", ""),
     # the metrics, as their records declare them
     **{r.name: Variable(r.dims, "float64", r.long_name, r.units) for r in _metrics.RECORDS.values()},
+    # their coordinates (the values the scenario listed, e.g. mmd2_bandwidth)
+    **{a.dim: Variable((a.dim,), "float64", a.long_name, a.units) for a in AXIS_METRICS.values()},
 }
 
 

@@ -88,7 +88,7 @@ import numpy as np
 
 from .._version import __version__
 from ..backend import to_numpy
-from .schema import (DIMS, RECORD_KEYS, RESERVED_ATTRS, RUN_COORDS, RUN_TEXT_VARS, SCALAR_METRICS, SCHEMA_ATTR,
+from .schema import (AXIS_METRICS, DIMS, RECORD_KEYS, RESERVED_ATTRS, RUN_COORDS, RUN_TEXT_VARS, SCALAR_METRICS, SCHEMA_ATTR,
                      SCHEMA_VERSION, VARIABLES)
 
 __all__ = ["RunStore", "SCALAR_METRICS", "DIMS", "RECORD_KEYS"]
@@ -333,6 +333,8 @@ class RunStore:
             )
             # the (run, time) numbers: the scalar metrics and a method's extra variables (the generator's loss)
             self.metrics = tuple(name for name, _ in self._time_vars if name != "t" and h[name].ndim == 2)
+            # the metrics with a dimension of their own (mmd2_at): name -> its length
+            self.axis_metrics = {name: int(h[name].shape[2]) for name, _ in self._time_vars if name in AXIS_METRICS}
             t = h["t"][...]  # (run, time)
             self._steps = [int(s) for s in h["step"][...]]
         # every accepted record has a finite t, and records are contiguous from 0
@@ -361,6 +363,7 @@ class RunStore:
         mode_centres=None,
         target_mode_mass=None,
         run_text: dict | None = None,
+        metric_axes: dict | None = None,
     ) -> "RunStore":
         """Create ``path + ".partial"`` with the schema and no records.
 
@@ -392,8 +395,9 @@ class RunStore:
         durable : bool
             fsync every record (survives power loss, not only a killed process).
         metrics : sequence of str
-            The scalar metrics to store (a subset of :data:`SCALAR_METRICS`); a
-            record may only carry these (and ``extra_variables``).
+            The scalar metrics to store (a subset of :data:`SCALAR_METRICS`), and
+            any metric with a dimension of its own (``mmd2_at``, whose values
+            ``metric_axes`` gives); a record may only carry these (and ``extra_variables``).
         extra_variables : dict, optional
             A method's own per-record numbers, ``{name: Variable}`` with dims
             ``("run", "time")`` (the generator's ``loss``; declared by its
@@ -402,6 +406,10 @@ class RunStore:
             The target's mode centres (``mode_centre``).
         target_mode_mass : (K,) array, optional
             The target sample's own mode masses (``target_mode_mass``).
+        metric_axes : dict, optional
+            ``{dim: values}`` for each such metric's last dimension, e.g.
+            ``{"mmd2_bandwidth": [0.05, 0.2]}``: distinct positive numbers, stored
+            as that dimension's coordinate.
         run_text : dict, optional
             ``flow_params`` and ``method_params``: one JSON string per run.
         """
@@ -436,9 +444,19 @@ class RunStore:
         reference = _samples("reference", reference, d)
         user_attrs = _caller_attrs(attrs)
         metrics = tuple(metrics)
-        unknown = [m for m in metrics if m not in SCALAR_METRICS]
+        unknown = [m for m in metrics if m not in SCALAR_METRICS and m not in AXIS_METRICS]
         if unknown:
-            raise ValueError(f"metrics: unknown {unknown}; expected some of {list(SCALAR_METRICS)}")
+            raise ValueError(f"metrics: unknown {unknown}; expected some of {list(SCALAR_METRICS + tuple(AXIS_METRICS))}")
+        axis_metrics = {}  # name -> (dim, values) of the metrics with a dimension of their own
+        for m in (m for m in metrics if m in AXIS_METRICS):
+            dim_name = AXIS_METRICS[m].dim
+            values = np.asarray((metric_axes or {}).get(dim_name, ()), dtype=np.float64).ravel()
+            if values.size == 0 or not np.all(np.isfinite(values) & (values > 0)) or np.unique(values).size != values.size:
+                raise ValueError(f"metric_axes[{dim_name!r}]: expected distinct positive numbers for {m!r}, got "
+                                 f"{(metric_axes or {}).get(dim_name)!r}")
+            axis_metrics[m] = (dim_name, values)
+            coords[dim_name] = (dim_name, values)
+        metrics = tuple(m for m in metrics if m not in AXIS_METRICS)
         extra = dict(extra_variables or {})
         clash = [m for m in extra if m in _VARIABLES or m in DIMS or m in run_coords or extra[m].dims != ("run", "time")]
         if clash:
@@ -482,6 +500,7 @@ class RunStore:
             "reference": (("ref", "dim"), reference),
             **{m: (("run", "time"), np.empty((r, 0))) for m in metrics},
             "mode_mass": (("run", "time", "mode"), np.empty((r, 0, k))),
+            **{m: (("run", "time", dn), np.empty((r, 0, v.size))) for m, (dn, v) in axis_metrics.items()},
             **static,
         }
         if record_velocity:
@@ -507,6 +526,7 @@ class RunStore:
             "step": {"_FillValue": None, "chunksizes": (_TIME_CHUNK,)},
             "seed": {"_FillValue": None},
             **{m: {**nan, "chunksizes": (1, _TIME_CHUNK)} for m in metrics},
+            **{m: {**nan, "chunksizes": (1, _TIME_CHUNK, v.size)} for m, (_, v) in axis_metrics.items()},
         }
         if record_velocity:
             encoding["velocity"] = encoding["position"]
@@ -674,6 +694,16 @@ class RunStore:
             if mm.shape != (self.n_modes,):
                 raise ValueError(f"mode_mass: expected shape (n_modes,) = ({self.n_modes},), got {mm.shape}")
             values["mode_mass"] = mm
+        for name, size in self.axis_metrics.items():
+            if record.get(name) is not None:
+                arr = np.asarray(to_numpy(record[name]), dtype=np.float64)
+                if arr.shape != (size,):
+                    raise ValueError(f"{name}: expected shape ({size},) (one value per {AXIS_METRICS[name].dim}), "
+                                     f"got {arr.shape}")
+                values[name] = arr
+        stray = [m for m in AXIS_METRICS if record.get(m) is not None and m not in self.axis_metrics]
+        if stray:
+            raise ValueError(f"record: {stray} not stored in this file (created without metric_axes for them)")
         for name in dict.fromkeys(SCALAR_METRICS + self.metrics):
             if record.get(name) is not None:
                 if name not in self.metrics:

@@ -282,10 +282,34 @@ def _metrics(chk: Checker, data: dict, target_n: int) -> tuple[MetricsSpec, bool
         value = table.get(o.key, o.default)
         if value is not None:
             path = f"metrics.{o.key}"
-            value = chk.integer(value, path, what=o.what) if o.kind == "integer" else chk.positive(value, path, what=o.what)
+            if o.kind == "positive_list":
+                value = _positive_list(chk, value, path, o.what)
+            else:
+                value = chk.integer(value, path, what=o.what) if o.kind == "integer" else chk.positive(value, path, what=o.what)
         options[o.key] = value
+    # a metric with a dimension of its own (mmd2_at) is recorded exactly when its option lists the values
+    for name, record in _metric_records.axis_records().items():
+        if options.get(record.axis.option) is None:
+            if explicit and name in names:
+                chk.fail("metrics.names", f'"{name}" needs metrics.{record.axis.option}',
+                         f"metrics.{record.axis.option} = [0.05, 0.2] (its values), or no \"{name}\"")
+            names = tuple(n for n in names if n != name)
+        elif name not in names:
+            names = tuple(names) + (name,)
     window = chk.integer(table.get("final_window", 5), "metrics.final_window", what="records averaged into the final score")
     return MetricsSpec(names=names, reference_n=reference_n, final_window=window, **options), explicit
+
+
+def _positive_list(chk: Checker, value, path: str, what: str) -> tuple[float, ...]:
+    """A non-empty list of distinct positive numbers (a single number is a list of one), in the order given."""
+    expected = "a non-empty list of distinct positive numbers" + (f" ({what})" if what else "")
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        chk.fail(path, "got an empty list", expected)
+    out = tuple(chk.positive(v, path, what=expected) for v in values)
+    if len(set(out)) != len(out):
+        chk.fail(path, f"got {show(value)} (a bandwidth listed twice)", expected)
+    return out
 
 
 def _tables(chk: Checker, data: dict, methods: tuple[str, ...], init_n: int, init_kind=None) -> dict:
