@@ -21,9 +21,10 @@ from wgfsim.io import SCHEMA_VERSION, SchemaError, open_run, open_sweep
 
 from scenarios import build
 
-def _sweep(tmp_path, *, name="s", bandwidth=(0.5, 1.0), methods=("generator",), skip=()):
+def _sweep(tmp_path, *, name="s", bandwidth=(0.5, 1.0), methods=("generator",), skip=(), metrics=None):
     """Run a sweep's points in this process (what a worker does), skipping the indices in ``skip``."""
-    text = build(name=name, flow=[{"name": "kl_kde", "bandwidth": bandwidth}], run={"methods": methods})
+    text = build(name=name, flow=[{"name": "kl_kde", "bandwidth": bandwidth}], run={"methods": methods},
+                 **({"metrics": metrics} if metrics else {}))
     sc = scenario.loads(text, source="<test>")
     out = tmp_path / name
     out.mkdir()
@@ -124,6 +125,30 @@ def test_missing_and_several_axes(tmp_path):
     grid = open_sweep(out)
     assert set(grid["mode_mass"].dims) == {"method", "bandwidth", "time", "mode"}
     assert int((grid["status"] == "missing").sum()) == 1
+
+
+def test_a_sweep_combines_mmd2_at_over_its_points(tmp_path):
+    out, planned = _sweep(tmp_path, bandwidth=[0.5, 1.0], methods=("particles",),
+                          metrics={"names": ["mmd2"], "mmd2_bandwidths": [0.1, 0.4]})
+    grid = open_sweep(out)
+    assert set(grid["mmd2_at"].dims) == {"bandwidth", "time", "mmd2_bandwidth"}
+    np.testing.assert_array_equal(grid["mmd2_bandwidth"].values, [0.1, 0.4])
+    assert grid["mmd2_bandwidth"].attrs["units"] == "data"
+    for pp in planned:  # each point's values, as xarray's own backend reads its file
+        with xr.open_dataset(out / pp.file, engine="h5netcdf") as one:
+            np.testing.assert_array_equal(one["mmd2_bandwidth"].values, [0.1, 0.4])
+            same = grid["mmd2_at"].sel(bandwidth=float(pp.point.coords["bandwidth"]))
+            np.testing.assert_array_equal(same.values, one["mmd2_at"].values[0])
+    # a point file written with another bandwidth list is another scenario: foreign to this sweep, never mixed in
+    other = scenario.loads(build(name="s", flow=[{"name": "kl_kde", "bandwidth": [0.5, 1.0]}], run={"methods": ["particles"]},
+                                 metrics={"names": ["mmd2"], "mmd2_bandwidths": [0.1, 0.8]}), source="<test>")
+    (out / planned[1].file).unlink()
+    res = sweep.run_point_task({"sc": other, "point": planned[1].point, "path": str(out / planned[1].file), "threads": None})
+    assert res["status"] == "finished"
+    mixed = open_sweep(out, layout="runs")
+    assert mixed["status"].values.tolist() == ["complete", "foreign"]
+    np.testing.assert_array_equal(mixed["mmd2_bandwidth"].values, [0.1, 0.4])
+    assert np.isnan(mixed["mmd2_at"].values[1]).all() and np.isfinite(mixed["mmd2_at"].values[0]).all()
 
 
 def test_the_session_run_has_both_methods_and_their_times(tiny_run):
