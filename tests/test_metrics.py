@@ -11,6 +11,7 @@ from scipy.spatial.distance import cdist, pdist
 from scipy.stats import energy_distance as scipy_energy_distance
 
 from wgfsim import metrics
+from wgfsim.errors import OptionError
 
 CPU_BACKENDS = ["numpy", "numba"]
 
@@ -49,6 +50,20 @@ def test_mmd2_matches_dense_formula(rng, backend):
     # several bandwidths sum their MMD^2
     expected = dense_mmd2(x, y, 0.5) + dense_mmd2(x, y, 2.0)
     assert metrics.mmd2(x, y, bandwidth=(0.5, 2.0), backend=backend) == pytest.approx(expected, rel=1e-10)
+
+
+def test_mmd2_at_is_one_mmd2_per_bandwidth(rng):
+    x = rng.normal(size=(31, 2))
+    y = rng.normal(loc=0.3, size=(23, 2))
+    got = metrics.mmd2_at(x, y, bandwidths=[0.05, 0.5, 3.0])
+    assert got.shape == (3,)
+    np.testing.assert_allclose(got, [dense_mmd2(x, y, s) for s in (0.05, 0.5, 3.0)], rtol=1e-10)
+    out = metrics.compute(x, y, ["mmd2_at"], options={"mmd2_at": {"bandwidths": (0.2,)}})
+    np.testing.assert_allclose(out["mmd2_at"], [dense_mmd2(x, y, 0.2)], rtol=1e-10)
+    assert np.isnan(metrics.mmd2_at(np.full((3, 2), np.nan), y, bandwidths=[0.5])).all()  # a diverged cloud
+    for bad in ([], [0.1, -1.0], ["wide"], 0.5, None):
+        with pytest.raises(OptionError, match="mmd2_bandwidths"):
+            metrics.mmd2_at(x, y, bandwidths=bad)
 
 
 def test_mmd2_median_heuristic_is_pooled_median(rng):
