@@ -125,7 +125,7 @@ CASES: list[tuple[str, str, str]] = [
     ("mixture_no_centres", _edit('kind = "two_modes"\nseparation = 4.0\nweights = [0.2, 0.8]\nstd = 0.1', 'kind = "mixture"\nstd = 0.1'), "init.centres: missing; expected K lists of d numbers"),
     ("from_file_unreadable", _edit('kind = "two_modes"\nseparation = 4.0\nweights = [0.5, 0.5]\nstd = 0.1', 'kind = "from_file"\npath = "no_such_points.npy"'), "target.path: cannot read 'no_such_points.npy': no such file"),
     # -- [metrics]
-    ("unknown_metric", _append('[metrics]\nnames = ["mmd", "w2"]\n'), "metrics.names[0]: unknown metric \"mmd\"; expected one of mmd2, energy_distance, sinkhorn, w2, mode_mass, energy, velocity_rms; did you mean 'mmd2'?"),
+    ("unknown_metric", _append('[metrics]\nnames = ["mmd", "w2"]\n'), "metrics.names[0]: unknown metric \"mmd\"; expected one of mmd2, mmd2_at, energy_distance, sinkhorn, w2, mode_mass, energy, velocity_rms; did you mean 'mmd2'?"),
     ("metrics_unknown_key", _append("[metrics]\nreference = 100\n"), "metrics.reference: unknown key; expected one of names, reference_n, final_window, mmd2_bandwidth, mmd2_bandwidths, sinkhorn_epsilon, w2_max_points; did you mean 'reference_n'?"),
     ("reference_n_zero", _append("[metrics]\nreference_n = 0\n"), "metrics.reference_n: got 0; expected a positive integer (held-out reference samples)"),
     ("sinkhorn_epsilon_negative", _append("[metrics]\nsinkhorn_epsilon = -0.1\n"), "metrics.sinkhorn_epsilon: got -0.1; expected a positive number (entropic regularisation)"),

@@ -209,14 +209,15 @@ def test_compute_returns_floats_and_mode_mass(rng):
     assert out["sinkhorn"] == pytest.approx(pot_sinkhorn_divergence(x, y, 0.5), rel=1e-6)
     assert out["w2"] == pytest.approx(math.sqrt(ot.emd2(ot.unif(25), ot.unif(30), cdist(x, y, "sqeuclidean"))))
     np.testing.assert_array_equal(out["mode_mass"], np.bincount(cdist(x, centres).argmin(1), minlength=2) / 25)
-    assert set(metrics.METRICS) == {"mmd2", "energy_distance", "sinkhorn", "w2"}
+    assert set(metrics.METRICS) == {"mmd2", "mmd2_at", "energy_distance", "sinkhorn", "w2"}
 
 
 def test_compute_gives_nan_for_a_diverged_cloud(rng):
     x = rng.normal(size=(10, 2))
     x[3, 1] = np.nan
-    out = metrics.compute(x, rng.normal(size=(12, 2)), list(metrics.METRICS), centres=np.zeros((2, 2)))
-    assert all(math.isnan(out[k]) for k in metrics.METRICS)
+    out = metrics.compute(x, rng.normal(size=(12, 2)), list(metrics.METRICS), centres=np.zeros((2, 2)),
+                          options={"mmd2_at": {"bandwidths": (0.5, 2.0)}})
+    assert all(np.isnan(out[k]).all() for k in metrics.METRICS)
     assert np.isnan(out["mode_mass"]).all()
 
 
