@@ -509,7 +509,8 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
                 if err is not None:
                     failed[point.label] = err
                     print(f"wgfsim: run '{point.label}' stopped: {err}", file=sys.stderr)
-        scored = _stored_metrics(sc, points) + tuple(_axis_metrics(sc)) + tuple(_extra_variables(points))  # the metrics and e.g. the loss
+        # the metrics (mmd2_at too) and e.g. the loss
+        scored = _stored_metrics(sc, points) + tuple(_axis_metrics(sc)) + tuple(_extra_variables(points))
         scores = final_scores(partial, scored, sc.metrics.final_window)
         final = store.finish({"failed_runs": json.dumps(failed), **scores})
     except BaseException:
@@ -564,8 +565,6 @@ def _window_scores(name: str, values: np.ndarray, window: int) -> dict:
         means.append(float(last.mean()) if last.size else math.nan)
         stds.append(float(last.std(ddof=1)) if last.size > 1 else math.nan)
     return {f"final_{name}_mean": means, f"final_{name}_std": stds}
-
-
 
 
 def _run_coords(points: list[RunPoint]) -> dict:
