@@ -195,7 +195,7 @@ def test_relative_links_and_anchors_exist():
 CITING = ["wgfsim/**/*.py", "tests/**/*.py", "benchmarks/**/*.py", "scenarios/**/*.toml", "docs/**/*.md",
           "docs/**/*.py", "README.md", "CHANGELOG.md", "pyproject.toml", "mkdocs.yml", ".ci/run"]
 _CITED = re.compile(r"(?<![\w./-])((?:docs|scenarios|tests|benchmarks|wgfsim)/[\w./-]*[\w/])(#[\w-]*\w)?")
-_PLACEHOLDER = re.compile(r"(?:^|/)(?:[A-Z][A-Z_]+|[^/]*[*<>{}][^/]*)(?:\.\w+)?(?:/|$)")
+_PLACEHOLDER = re.compile(r"(?:^|/)(?:(?:test_)?[A-Z][A-Z_]+|[^/]*[*<>{}][^/]*)(?:\.\w+)?(?:/|$)")
 
 
 def cited_paths():
@@ -208,7 +208,7 @@ def cited_paths():
                 for m in _CITED.finditer(line):
                     path, anchor = m.group(1), (m.group(2) or "")[1:]
                     if _PLACEHOLDER.search(path) or path.endswith((".h5", ".png", ".gif", ".npy")):
-                        continue  # NAME.md-style templates and outputs the docs tell you to write
+                        continue  # NAME.md- and test_NAME.py-style templates and outputs the docs tell you to write
                     yield f, i, path.rstrip("."), anchor
 
 
