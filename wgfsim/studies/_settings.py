@@ -25,12 +25,24 @@ The guide a study draws for a flow (:func:`log_inverse_decay`) is the log of
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
 from .. import flows as _flows
 
 __all__ = ["gap_decay", "FlowSetting", "flow_settings", "log_inverse_decay", "parse_flow_list", "is_transport"]
+
+
+def toml_value(v) -> str:
+    """``v`` written as a TOML value (booleans, strings, numbers, lists of them): the studies' scenario templates."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(u) for u in v) + "]"
+    return repr(float(v)) if isinstance(v, float) else repr(v)
 
 
 def gap_decay(name: str, params) -> tuple[str, float]:

@@ -49,6 +49,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import flows as _flows
+from ._settings import toml_value as _toml
 from ._settings import FlowSetting, flow_settings, is_transport
 
 __all__ = ["part_a", "part_b", "part_c", "part_d", "scenario_text", "main", "PARTS"]
@@ -59,16 +60,6 @@ PARTS = {
     "c": "expressivity: width x depth, fit residual, MMD^2 to the target and to the particles at matched t",
     "d": "batch stability: bias and std of the velocity from B samples against the full-sample velocity",
 }
-
-
-def _toml(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml(u) for u in v) + "]"
-    return repr(float(v)) if isinstance(v, float) else repr(v)
 
 
 def scenario_text(*, name: str, settings: Sequence[FlowSetting], separation, target_weights, init: dict,

@@ -18,7 +18,6 @@ runs the critic table of ``docs/results.md``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 
 from .. import flows as _flows
 from ..diagnostics import _polyfit, fit_slopes, flow_names, half_time, separation_over_sigma, two_atom_closed_form
+from ._settings import toml_value as _toml
 from ._settings import flow_settings, gap_decay, log_inverse_decay, parse_flow_list
 
 __all__ = ["mass_transfer_scenario", "MassTransferStudy", "mass_transfer_study", "plot_half_times", "main"]
@@ -113,16 +113,6 @@ record_velocity = {record_velocity}
 [metrics]
 names = ["mode_mass"]
 """
-
-
-def _toml(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml(u) for u in v) + "]"
-    return repr(float(v)) if isinstance(v, float) else repr(v)
 
 
 def _flow_tables(flows: Sequence[tuple[str, dict]]) -> str:
