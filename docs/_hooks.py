@@ -10,11 +10,18 @@
 - On the API pages, a docstring's citation of a page (``docs/math.md#two-atoms``) becomes a link.
 - In the tutorials (notebooks, rendered by nbconvert), relative links to ``.md`` pages become
   the pages' URLs.
+- The flow lists are generated from the registry (``wgfsim.flows``), so a new flow touches no page
+  but its own: the ``Flows`` section of the navigation (``mkdocs.yml`` holds ``- Flows: []``) lists
+  every registered flow's page, the marker line ``<!-- flows-table -->`` becomes the table of the
+  flows, and the inline markers ``<!-- flow-names -->`` and ``<!-- energy-flows -->`` become the
+  names of every flow and of the gradient flows.
 """
 
 import logging
+import pathlib
 import posixpath
 import re
+import sys
 
 log = logging.getLogger("mkdocs.plugins.wgfsim")  # under "mkdocs": a warning here fails `mkdocs build --strict`
 
@@ -30,7 +37,82 @@ def _autoref(match: re.Match) -> str:
 _CHANGELOG_LINK = re.compile(r"\]\((?:\.\./)+CHANGELOG\.md(#[^)]*)?\)")
 
 
+# --------------------------------------------------------------------------- the flow lists, from the registry
+
+_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _registry() -> list:
+    """The registered flows' records (``wgfsim.flows.get``), in registration order."""
+    if str(_ROOT) not in sys.path:
+        sys.path.insert(0, str(_ROOT))  # the checkout's package, also where it is not installed
+    from wgfsim import flows
+
+    return [flows.get(name) for name in flows.names()]
+
+
+def flow_pages() -> list[dict[str, str]]:
+    """The ``Flows`` section of the navigation: ``{name: page}`` for each flow, its page relative to ``docs/``."""
+    return [{rec.name: posixpath.relpath(rec.doc, "docs")} for rec in _registry()]
+
+
+def _cell(text: str) -> str:
+    """Registry text as a table cell: Markdown's markup characters escaped, ``||`` a norm (a ``|`` splits a cell)."""
+    text = text.replace("||", "‖")
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
+
+
+def flow_table(page_uri: str = "index.md") -> str:
+    """The table of the flows (name, what, energy, weights, page), links relative to the page ``page_uri``."""
+    here = posixpath.dirname(page_uri)
+    rows = ["| flow | what | gradient flow (energy) | weights | page |", "| --- | --- | --- | --- | --- |"]
+    for rec in _registry():
+        energy = f"`{rec.energy_name.replace('||', '‖')}`" if rec.energy is not None else "no"
+        link = posixpath.relpath(posixpath.relpath(rec.doc, "docs"), here or ".")
+        rows.append(f"| `{rec.name}` | {_cell(rec.summary)} | {energy} | {'yes' if rec.weights else 'no'} "
+                    f"| [{rec.name}]({link}) |")
+    return "\n".join(rows)
+
+
+def _names(names: list[str]) -> str:
+    quoted = [f"`{n}`" for n in names]
+    return ": " + (", ".join(quoted[:-1]) + " and " + quoted[-1] if len(quoted) > 1 else "".join(quoted))
+
+
+_MARKERS = {
+    re.compile(r"^<!-- flows-table -->$", re.M): lambda uri: flow_table(uri),
+    re.compile(r"<!-- flow-names -->"): lambda uri: _names([r.name for r in _registry()]),
+    re.compile(r"<!-- energy-flows -->"): lambda uri: _names([r.name for r in _registry() if r.energy is not None]),
+}
+
+
+def generate_flow_lists(markdown: str, page_uri: str) -> str:
+    """``markdown`` with each flow-list marker replaced by the list it stands for (see the module docstring)."""
+    for marker, make in _MARKERS.items():
+        if marker.search(markdown):
+            markdown = marker.sub(lambda m, make=make: make(page_uri), markdown)
+    return markdown
+
+
+def with_flow_pages(nav: list) -> list:
+    """``nav`` with the ``Flows`` section's entries (``- Flows: []`` in mkdocs.yml) the registry's pages."""
+    out = []
+    for item in nav:
+        if isinstance(item, dict) and list(item) == ["Flows"]:
+            item = {"Flows": flow_pages()}
+        out.append(item)
+    return out
+
+
+def on_config(config, **kwargs):
+    config["nav"] = with_flow_pages(config["nav"])
+    return config
+
+
+# --------------------------------------------------------------------------- links
+
 def on_page_markdown(markdown: str, *, page, **kwargs) -> str:
+    markdown = generate_flow_lists(markdown, page.file.src_uri)
     up = "../" * page.file.src_uri.count("/")
     markdown = _CHANGELOG_LINK.sub(lambda m: f"]({up}changelog.md{m.group(1) or ''})", markdown)
     return _SOURCE_LINK.sub(_autoref, markdown)

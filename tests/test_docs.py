@@ -7,9 +7,11 @@
   link works in both places.
 - Every repository path cited in the code, tests, scenarios and docs (``docs/math.md#two-atoms``
   in a docstring, ``wgfsim/flows/mmd.py`` in a page) exists, anchor included.
-- The flow tables of the README, ``docs/index.md`` and the user guide, and the site's
-  navigation, list exactly the registry's flows (``wgfsim.flows.names()``), with the
-  registry's energy, weights and page.
+- The flow lists are generated from the registry at site build (``docs/_hooks.py``), so a new
+  flow touches no page but its own: the generated table has one row per registered flow
+  (``wgfsim.flows.names()``) with its energy, weights and a page link that resolves; the pages
+  hold the markers; the generated navigation lists every flow page; no hand-written flow table
+  is left.
 - The API reference (``docs/api/``) documents every name of ``wgfsim.__all__`` and every
   public module of the package; every ``wgfsim.x.y`` a page or a docstring cross-reference
   names exists; the site's navigation holds every page once.
@@ -193,7 +195,7 @@ def test_relative_links_and_anchors_exist():
 CITING = ["wgfsim/**/*.py", "tests/**/*.py", "benchmarks/**/*.py", "scenarios/**/*.toml", "docs/**/*.md",
           "docs/**/*.py", "README.md", "CHANGELOG.md", "pyproject.toml", "mkdocs.yml", ".ci/run"]
 _CITED = re.compile(r"(?<![\w./-])((?:docs|scenarios|tests|benchmarks|wgfsim)/[\w./-]*[\w/])(#[\w-]*\w)?")
-_PLACEHOLDER = re.compile(r"(?:^|/)(?:[A-Z][A-Z_]+|[^/]*[*<>{}][^/]*)(?:\.\w+)?(?:/|$)")
+_PLACEHOLDER = re.compile(r"(?:^|/)(?:(?:test_)?[A-Z][A-Z_]+|[^/]*[*<>{}][^/]*)(?:\.\w+)?(?:/|$)")
 
 
 def cited_paths():
@@ -206,7 +208,7 @@ def cited_paths():
                 for m in _CITED.finditer(line):
                     path, anchor = m.group(1), (m.group(2) or "")[1:]
                     if _PLACEHOLDER.search(path) or path.endswith((".h5", ".png", ".gif", ".npy")):
-                        continue  # NAME.md-style templates and outputs the docs tell you to write
+                        continue  # NAME.md- and test_NAME.py-style templates and outputs the docs tell you to write
                     yield f, i, path.rstrip("."), anchor
 
 
@@ -281,38 +283,72 @@ def registry():
     return {name: flows.get(name) for name in flows.names()}
 
 
-def test_readme_flow_table_is_the_registry(registry):
-    rows = _table_rows((ROOT / "README.md").read_text(), "flow")
-    assert [_flow_of(r[0]) for r in rows] == list(registry)
+def _generated(page: str) -> str:
+    """The Markdown of ``docs/page`` as the site renders it: its flow-list markers replaced (docs/_hooks.py)."""
+    return _hooks().generate_flow_lists((DOCS / page).read_text(), page)
 
 
-def test_index_flow_table_is_the_registry(registry):
-    rows = _table_rows((DOCS / "index.md").read_text(), "flow")
+def test_index_flow_table_is_generated_from_the_registry(registry):
+    source = (DOCS / "index.md").read_text()
+    assert re.search(r"^<!-- flows-table -->$", source, re.M) and "`wgfsim flows`" in source
+    assert not [t for t in _tables(source) if t[0][0] == "flow"], "a hand-written flow table in docs/index.md"
+    rows = _table_rows(_generated("index.md"), "flow")
     assert [_flow_of(r[0]) for r in rows] == list(registry)
     for flow, what, energy, weights, page in rows:
         rec = registry[_flow_of(flow)]
-        assert (energy != "no") == (rec.energy is not None), flow
+        assert what and (energy != "no") == (rec.energy is not None), flow
         if rec.energy is not None:
             assert energy.strip("`") == rec.energy_name.replace("||", "‖"), flow
         assert weights == ("yes" if rec.weights else "no"), flow
-        assert page == f"[{rec.name}]({pathlib.Path(rec.doc).relative_to('docs').as_posix()})", flow
+        (target,) = links(page)
+        assert (DOCS / target).resolve() == (ROOT / rec.doc).resolve() and (ROOT / rec.doc).exists(), flow
+        assert _check_target(DOCS / "index.md", target, {}) is None, flow
 
 
-def test_user_guide_flow_lists_are_the_registry(registry):
-    text = (DOCS / "user_guide.md").read_text()
+def test_user_guide_flow_lists_are_generated_from_the_registry(registry):
+    source = (DOCS / "user_guide.md").read_text()
+    assert "<!-- flow-names -->" in source and "<!-- energy-flows -->" in source
+    text = _generated("user_guide.md")
     # the [[flow]] table's `name` row
-    name_row = next(r for t in _tables(text) for r in t if r[0] == "`name`" and "kl_kde" in r[-1])
-    assert re.findall(r"`(\w+)`", name_row[1]) == list(registry)
+    name_row = next(r for t in _tables(text) for r in t if r[0] == "`name`" and "registered flows" in r[-1])
+    assert re.findall(r"`(\w+)`", name_row[1].partition(":")[2]) == list(registry)
     # the sentence on `wgfsim.energy` names the gradient flows
-    sentence = re.search(r"`wgfsim\.energy\(name, x, y, \.\.\.\)` is the functional of the gradient flows:(.*?)\.",
+    sentence = re.search(r"`wgfsim\.energy\(name, x, y, \.\.\.\)` is the functional of the gradient flows.*?\):(.*?)\.",
                          text, re.S).group(1)
-    assert set(re.findall(r"`(\w+)`", sentence)) == {n for n, r in registry.items() if r.energy is not None}
+    assert re.findall(r"`(\w+)`", sentence) == [n for n, r in registry.items() if r.energy is not None]
+
+
+def test_readme_names_no_flow_table():
+    """The README points at ``wgfsim flows`` and the index (a README cannot be generated)."""
+    readme = (ROOT / "README.md").read_text()
+    assert not [t for t in _tables(readme) if t[0][0] == "flow"]
+    assert "`wgfsim flows`" in readme and "docs/index.md#the-flows" in links(readme)
+
+
+def _site_nav() -> list:
+    """mkdocs.yml's navigation as the site builds it (the hook's ``on_config`` fills the Flows section)."""
+    import yaml  # pyyaml, in the test extra
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("", lambda loader, suffix, node: None)  # !!python/name and other tags
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=Loader)
+    return _hooks().on_config({"nav": config["nav"]})["nav"]
+
+
+def _nav_pages(nav) -> list[str]:
+    out = []
+    for item in nav:
+        value = next(iter(item.values())) if isinstance(item, dict) else item
+        out.extend(_nav_pages(value) if isinstance(value, list) else [value])
+    return out
 
 
 def test_site_navigation_lists_every_flow_page(registry):
-    nav = (ROOT / "mkdocs.yml").read_text()
-    listed = re.findall(r"^\s+- (\w+): flows/(\w+)\.md$", nav, re.M)
-    assert listed == [(n, n) for n in registry]
+    assert re.search(r"^  - Flows: \[\]", (ROOT / "mkdocs.yml").read_text(), re.M), "the Flows section is generated"
+    flows_section = next(item["Flows"] for item in _site_nav() if isinstance(item, dict) and "Flows" in item)
+    assert flows_section == [{n: f"flows/{n}.md"} for n in registry]
     assert all((ROOT / r.doc).exists() for r in registry.values())
 
 
@@ -490,9 +526,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 # --------------------------------------------------------------------------- the site's navigation and hooks
 
 def test_site_navigation_holds_every_page():
-    config = (ROOT / "mkdocs.yml").read_text()
-    section = re.search(r"^nav:\n(.*?)^\S", config, re.M | re.S).group(1)
-    nav = re.findall(r"^\s+- (?:[^:\n]+: )?([\w/.-]+\.(?:md|py))$", section, re.M)
+    nav = _nav_pages(_site_nav())
     pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
     pages |= {p.relative_to(DOCS).as_posix() for p in (DOCS / "tutorials").glob("[0-9]*.py")}
     assert sorted(nav) == sorted(set(nav)), "a page listed twice"
