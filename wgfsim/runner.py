@@ -34,6 +34,10 @@ Random streams of a point with seed ``s`` (``numpy.random.SeedSequence``):
 minibatches and latents, ``[s, 4]`` energy estimates, ``[s, 5]`` and ``[s, 6]`` the generator's fit to
 ``[init]`` and its quality sample; the target sample uses
 ``[target.seed, 0]`` and the reference sample ``[target.seed, 1]``.
+
+The module is a little over 500 lines: the loop, its failure handling (divergence, I/O
+faults, signals), the resume path and the run's final scores are one protocol with the
+writer and the checkpoint, and splitting them would spread that protocol over files.
 """
 
 from __future__ import annotations
