@@ -259,8 +259,8 @@ def _solver_stats(state, names: tuple) -> dict:
 
 def _keep(rec: dict, stored: set) -> dict:
     """The record without the metrics the file does not store."""
-    return {k: v for k, v in rec.items()
-            if (k not in SCALAR_METRICS and k not in metrics.axis_records()) or k in stored}
+    axis = metrics.axis_records()
+    return {k: v for k, v in rec.items() if (k not in SCALAR_METRICS and k not in axis) or k in stored}
 
 
 def _pad(x: np.ndarray, n: int) -> np.ndarray:
@@ -454,6 +454,10 @@ def _method(sc: Scenario, point: RunPoint, data: _Data, xp, dtype):
 
 def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, progress, extra) -> pathlib.Path:
     n_particles = max(m.n_points for m in methods)
+    # what the file stores beside positions: derived once, used to create it and to score its runs at the end
+    axis_metrics = _axis_metrics(sc)
+    extra_variables = _extra_variables(points)
+    stored = _stored_metrics(sc, points) + tuple(axis_metrics)
     ckdir = checkpoint.ckpt_dir(path)
     partial = path.with_name(path.name + ".partial")
     if path.exists() and (partial.exists() or ckdir.exists()):
@@ -490,9 +494,9 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
                    "resolved_scenario": json.dumps(ident, sort_keys=True)},
             record_velocity=sc.run.record_velocity,
             overwrite=True,
-            metrics=_stored_metrics(sc, points) + tuple(_axis_metrics(sc)),
-            metric_axes={dim: values for dim, values in _axis_metrics(sc).values()},
-            extra_variables=_extra_variables(points),
+            metrics=stored,
+            metric_axes={dim: values for dim, values in axis_metrics.values()},
+            extra_variables=extra_variables,
             mode_centres=data.centres,
             target_mode_mass=data.target_mode_mass,
             run_text=_run_text(points, methods, ident),
@@ -514,8 +518,7 @@ def _run_locked(sc, points, methods, data, ident, path, *, resume, overwrite, pr
                     failed[point.label] = err
                     print(f"wgfsim: run '{point.label}' stopped: {err}", file=sys.stderr)
         # the metrics (mmd2_at too) and e.g. the loss
-        scored = _stored_metrics(sc, points) + tuple(_axis_metrics(sc)) + tuple(_extra_variables(points))
-        scores = final_scores(partial, scored, sc.metrics.final_window)
+        scores = final_scores(partial, stored + tuple(extra_variables), sc.metrics.final_window)
         final = store.finish({"failed_runs": json.dumps(failed), **scores})
     except BaseException:
         store.close()  # the .partial keeps every record; --resume continues from the checkpoints

@@ -149,6 +149,10 @@ def call_memory(flow: Flow, n: int, m: int, d: int, params, itemsize: int, conve
     return parts
 
 
+# a call needing less than this is never refused for memory: every machine this runs on has it free
+_MEMORY_FLOOR = 64 << 20
+
+
 def check_call(flow: Flow, n: int, m: int, d: int, params, itemsize: int = 8, converted: bool = False,
                available: int | None = None) -> None:
     """Refuse (:class:`ResourceError`) a call whose memory exceeds what is available or whose pairs exceed
@@ -157,7 +161,9 @@ def check_call(flow: Flow, n: int, m: int, d: int, params, itemsize: int = 8, co
         return
     parts = call_memory(flow, n, m, d, params, itemsize, converted)
     need = sum(parts.values())
-    if available is None:
+    if available is None and need > _MEMORY_FLOOR:
+        # read the machine's memory only where it can matter: a Field is called every step, and the
+        # reading opens three files (/proc/meminfo, the cgroup's limit and use)
         from ..targets import _available_memory  # the one reading of the machine's memory
 
         available = _available_memory()

@@ -13,6 +13,7 @@ pickle (:mod:`wgfsim.io.checkpoint`) on any machine, GPU runs included:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Mapping
 
@@ -20,7 +21,13 @@ import numpy as np
 
 from ..backend import to_numpy
 
-__all__ = ["dumps", "loads", "rng_state", "rng_from", "save_field", "restore_field"]
+__all__ = ["dumps", "loads", "rng_state", "rng_from", "save_field", "restore_field", "sample_digest"]
+
+
+def sample_digest(sample) -> str:
+    """SHA-256 of a sample's float64 values and its shape: a checkpoint names the target sample it was written for."""
+    host = np.ascontiguousarray(to_numpy(sample), dtype=np.float64)
+    return hashlib.sha256(host.tobytes()).hexdigest() + f":{host.shape}"
 
 
 def _json_default(obj):

@@ -7,14 +7,13 @@ the target minibatch), which the runner translates from ``[run]`` with
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import engine as particles
 from ...backend import to_numpy
-from ...io.snapshot import restore_field, rng_from, rng_state, save_field
+from ...io.snapshot import restore_field, rng_from, rng_state, sample_digest, save_field
 from .._common import field, rng
 
 __all__ = ["ParticlesMethod", "ParticleSettings", "settings"]
@@ -66,10 +65,9 @@ class ParticlesMethod:
         return {}
 
     def _target_digest(self) -> str:
-        """SHA-256 of the target sample the run flows to (computed once): a checkpoint holds it."""
+        """The digest of the target sample the run flows to (computed once): a checkpoint holds it."""
         if getattr(self, "_digest", None) is None:
-            host = np.ascontiguousarray(to_numpy(self.target))
-            self._digest = hashlib.sha256(host.tobytes()).hexdigest() + f":{host.shape}:{host.dtype}"
+            self._digest = sample_digest(self.target)
         return self._digest
 
     def snapshot(self, state) -> dict:
